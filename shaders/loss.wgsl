@@ -1,0 +1,128 @@
+// loss.wgsl: per-sample reconstruction losses, reduced over the features of each row.
+//
+// Entry points and bindings (x, t: (B, D) logits or predictions and targets; loss: (B)):
+//   bce_with_logits_forward   loss[b] = sum_d max(x, 0) - x t + log(1 + exp(-|x|))   (nats)
+//                             0 x, 1 t, 2 loss, 3 RowParams
+//   bce_with_logits_backward  dx = (sigmoid(x) - t) * dloss[b]
+//                             0 x, 1 t, 2 dloss, 3 dx, 4 RowParams
+//   mse_forward               loss[b] = (1 / D) sum_d (x - t)^2
+//                             0 x, 1 t, 2 loss, 3 RowParams
+//   mse_backward              dx = dloss[b] * 2 (x - t) / D
+//                             0 x, 1 t, 2 dloss, 3 dx, 4 RowParams
+// NOTE: binary cross-entropy on logits is written in the form above (as PyTorch's
+// BCEWithLogitsLoss) so that no exp of a large positive number and no log of 0 is
+// evaluated: it is finite and exact to f32 rounding for logits of any size (|x| = 100 included).
+// Dispatch grid: forwards: one workgroup of 256 per row, grid (min(B, 65535), ceil(B / 65535), 1);
+// backwards: grid_1d(B * D, 256).
+
+struct RowParams {
+    rows: u32,
+    dim: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+const WG: u32 = 256u;
+
+var<workgroup> partial: array<f32, 256>;
+
+// Sum of `value` over the 256 invocations of the workgroup (call from uniform control flow).
+fn workgroup_sum(lid: u32, value: f32) -> f32 {
+    partial[lid] = value;
+    workgroupBarrier();
+    for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
+        if (lid < stride) {
+            partial[lid] += partial[lid + stride];
+        }
+        workgroupBarrier();
+    }
+    let total = partial[0];
+    workgroupBarrier();
+    return total;
+}
+
+fn sigmoid(x: f32) -> f32 {
+    if (x >= 0.0) {
+        return 1.0 / (1.0 + exp(-x));
+    }
+    let e = exp(x);
+    return e / (1.0 + e);
+}
+
+@group(0) @binding(0) var<storage, read> bf_x: array<f32>;
+@group(0) @binding(1) var<storage, read> bf_t: array<f32>;
+@group(0) @binding(2) var<storage, read_write> bf_loss: array<f32>;
+@group(0) @binding(3) var<uniform> bf_p: RowParams;
+
+@compute @workgroup_size(256)
+fn bce_with_logits_forward(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let row = wid.x + wid.y * nwg.x;
+    var acc = 0.0;
+    if (row < bf_p.rows) {
+        for (var d = lid; d < bf_p.dim; d += WG) {
+            let i = row * bf_p.dim + d;
+            let x = bf_x[i];
+            acc += max(x, 0.0) - x * bf_t[i] + log(1.0 + exp(-abs(x)));
+        }
+    }
+    let total = workgroup_sum(lid, acc);
+    if (lid == 0u && row < bf_p.rows) {
+        bf_loss[row] = total;
+    }
+}
+
+@group(0) @binding(0) var<storage, read> bb_x: array<f32>;
+@group(0) @binding(1) var<storage, read> bb_t: array<f32>;
+@group(0) @binding(2) var<storage, read> bb_dloss: array<f32>;
+@group(0) @binding(3) var<storage, read_write> bb_dx: array<f32>;
+@group(0) @binding(4) var<uniform> bb_p: RowParams;
+
+@compute @workgroup_size(256)
+fn bce_with_logits_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * WG;
+    if (i >= bb_p.rows * bb_p.dim) { return; }
+    bb_dx[i] = (sigmoid(bb_x[i]) - bb_t[i]) * bb_dloss[i / bb_p.dim];
+}
+
+@group(0) @binding(0) var<storage, read> mf_x: array<f32>;
+@group(0) @binding(1) var<storage, read> mf_t: array<f32>;
+@group(0) @binding(2) var<storage, read_write> mf_loss: array<f32>;
+@group(0) @binding(3) var<uniform> mf_p: RowParams;
+
+@compute @workgroup_size(256)
+fn mse_forward(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let row = wid.x + wid.y * nwg.x;
+    var acc = 0.0;
+    if (row < mf_p.rows) {
+        for (var d = lid; d < mf_p.dim; d += WG) {
+            let i = row * mf_p.dim + d;
+            let e = mf_x[i] - mf_t[i];
+            acc += e * e;
+        }
+    }
+    let total = workgroup_sum(lid, acc);
+    if (lid == 0u && row < mf_p.rows) {
+        mf_loss[row] = total / f32(mf_p.dim);
+    }
+}
+
+@group(0) @binding(0) var<storage, read> mb_x: array<f32>;
+@group(0) @binding(1) var<storage, read> mb_t: array<f32>;
+@group(0) @binding(2) var<storage, read> mb_dloss: array<f32>;
+@group(0) @binding(3) var<storage, read_write> mb_dx: array<f32>;
+@group(0) @binding(4) var<uniform> mb_p: RowParams;
+
+@compute @workgroup_size(256)
+fn mse_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * WG;
+    if (i >= mb_p.rows * mb_p.dim) { return; }
+    mb_dx[i] = mb_dloss[i / mb_p.dim] * 2.0 * (mb_x[i] - mb_t[i]) / f32(mb_p.dim);
+}

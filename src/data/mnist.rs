@@ -1,0 +1,201 @@
+//! MNIST: 28x28 grey-scale digits, 60,000 for training and 10,000 for testing,
+//! read from the four standard IDX files, pixels scaled to [0, 1].
+
+use std::path::{Path, PathBuf};
+
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+
+use crate::data::idx::read_idx;
+use crate::error::{Error, Result};
+
+/// Images and labels of one split.
+#[derive(Clone, Debug)]
+pub struct Dataset {
+    /// Pixel intensities in [0, 1], image after image, row-major: `len * rows * cols` values.
+    pub images: Vec<f32>,
+    /// Class labels 0..=9.
+    pub labels: Vec<u8>,
+    /// Image height.
+    pub rows: usize,
+    /// Image width.
+    pub cols: usize,
+}
+
+impl Dataset {
+    /// Number of images.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// Whether there are no images.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// Pixels per image.
+    pub fn pixels(&self) -> usize {
+        self.rows * self.cols
+    }
+
+    /// One image's pixels.
+    pub fn image(&self, i: usize) -> &[f32] {
+        &self.images[i * self.pixels()..(i + 1) * self.pixels()]
+    }
+
+    /// The images at `indices`, concatenated: a `(indices.len(), pixels)` batch.
+    pub fn gather(&self, indices: &[usize]) -> Vec<f32> {
+        let mut out = Vec::with_capacity(indices.len() * self.pixels());
+        for &i in indices {
+            out.extend_from_slice(self.image(i));
+        }
+        out
+    }
+
+    /// The first `n` images only (all if `n` is larger).
+    pub fn truncate(mut self, n: usize) -> Dataset {
+        let n = n.min(self.len());
+        self.images.truncate(n * self.pixels());
+        self.labels.truncate(n);
+        self
+    }
+
+    /// Reads an images file and a labels file and checks that they agree.
+    ///
+    /// Errors: as [`read_idx`]; [`Error::Data`] if the images are not 3-D, the labels
+    /// not 1-D, or their counts differ.
+    pub fn from_idx(images_path: &Path, labels_path: &Path) -> Result<Dataset> {
+        let images = read_idx(images_path)?;
+        let labels = read_idx(labels_path)?;
+        let [n, rows, cols] = images.dims[..] else {
+            return Err(Error::data(
+                images_path,
+                format!(
+                    "expected 3 dimensions (images, rows, cols), found {:?}",
+                    images.dims
+                ),
+            ));
+        };
+        let [n_labels] = labels.dims[..] else {
+            return Err(Error::data(
+                labels_path,
+                format!("expected 1 dimension (labels), found {:?}", labels.dims),
+            ));
+        };
+        if n != n_labels {
+            return Err(Error::data(
+                labels_path,
+                format!(
+                    "{n_labels} labels but {} holds {n} images",
+                    images_path.display()
+                ),
+            ));
+        }
+        Ok(Dataset {
+            images: images.data.iter().map(|&p| p as f32 / 255.0).collect(),
+            labels: labels.data,
+            rows,
+            cols,
+        })
+    }
+}
+
+/// The MNIST training and test splits.
+#[derive(Clone, Debug)]
+pub struct Mnist {
+    /// 60,000 training images.
+    pub train: Dataset,
+    /// 10,000 test images.
+    pub test: Dataset,
+}
+
+/// Finds `stem.gz` or `stem` in `dir`.
+fn find(dir: &Path, stem: &str) -> Result<PathBuf> {
+    for name in [format!("{stem}.gz"), stem.to_string()] {
+        let p = dir.join(name);
+        if p.is_file() {
+            return Ok(p);
+        }
+    }
+    Err(Error::data(
+        dir.join(format!("{stem}.gz")),
+        format!(
+            "missing MNIST file (looked for {stem}.gz and {stem} in {})",
+            dir.display()
+        ),
+    ))
+}
+
+impl Mnist {
+    /// The file names of the four IDX files (each may also end in `.gz`).
+    pub const FILES: [&'static str; 4] = [
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+    ];
+
+    /// Loads MNIST (or any dataset in the same format, such as Fashion-MNIST) from `dir`.
+    ///
+    /// Errors: [`Error::Data`] naming the directory and how to get the data if it
+    /// does not exist or lacks a file; the errors of [`Dataset::from_idx`].
+    pub fn load(dir: &Path) -> Result<Mnist> {
+        if !dir.is_dir() {
+            return Err(Error::data(
+                dir,
+                "data directory not found. It must hold the four MNIST IDX files \
+                 (train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, \
+                 t10k-labels-idx1-ubyte.gz). A copy ships in data/mnist of the deepgen repository \
+                 (the default --data when run from the checkout); otherwise download them from \
+                 http://yann.lecun.com/exdb/mnist/ or a mirror and pass --data DIR",
+            ));
+        }
+        let [tri, trl, tei, tel] = Self::FILES.map(|f| find(dir, f));
+        Ok(Mnist {
+            train: Dataset::from_idx(&tri?, &trl?)?,
+            test: Dataset::from_idx(&tei?, &tel?)?,
+        })
+    }
+}
+
+/// A seeded shuffle of `0..n` cut into mini-batches of `batch_size` (the last one
+/// may be smaller, as PyTorch's `DataLoader` with `drop_last=False`).
+pub struct Batches {
+    order: Vec<usize>,
+    batch_size: usize,
+    next: usize,
+}
+
+impl Batches {
+    /// The batches of one epoch. The order depends only on (`seed`, `epoch`).
+    pub fn new(n: usize, batch_size: usize, seed: u64, epoch: u64) -> Batches {
+        let mut order: Vec<usize> = (0..n).collect();
+        let mut rng =
+            rand::rngs::StdRng::seed_from_u64(seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        order.shuffle(&mut rng);
+        Batches {
+            order,
+            batch_size: batch_size.max(1),
+            next: 0,
+        }
+    }
+
+    /// Number of batches in the epoch.
+    pub fn num_batches(&self) -> usize {
+        self.order.len().div_ceil(self.batch_size)
+    }
+}
+
+impl Iterator for Batches {
+    type Item = Vec<usize>;
+
+    fn next(&mut self) -> Option<Vec<usize>> {
+        if self.next >= self.order.len() {
+            return None;
+        }
+        let end = (self.next + self.batch_size).min(self.order.len());
+        let batch = self.order[self.next..end].to_vec();
+        self.next = end;
+        Some(batch)
+    }
+}

@@ -1,0 +1,8 @@
+//! Data: the IDX file format, the MNIST dataset, and shuffled mini-batches.
+//! Host-side only (files, threads allowed); nothing here touches the GPU.
+
+pub mod idx;
+mod mnist;
+
+pub use idx::{IdxArray, read_idx};
+pub use mnist::{Batches, Dataset, Mnist};

@@ -1,0 +1,38 @@
+//! # deepgen
+//!
+//! A transparent GPU engine for deep generative models, on wgpu, with every
+//! kernel a hand-written WGSL compute shader. A tour, bottom to top:
+//!
+//! 1. [`gpu`]: the adapter, device and queue; the kernel table and pipeline cache;
+//!    the buffer pool; command batching (one submit per training step).
+//! 2. `shaders/*.wgsl`: the kernels, each file opening with what it computes,
+//!    its bindings and its dispatch grid.
+//! 3. [`Tensor`]: a shape plus GPU storage; [`autograd`]: the tape that
+//!    [`Tensor::backward`] walks in reverse.
+//! 4. [`ops`]: one file per op family, forward beside backward.
+//! 5. [`nn`] and [`optim`]: layers with PyTorch's layouts and initialisation; Adam.
+//! 6. [`models`]: the autoencoder and the VAE; [`train`]: their training loops.
+//! 7. [`data`], [`viz`], [`checkpoint`]: MNIST, PNG grids, safetensors files.
+
+#![warn(missing_docs)]
+
+pub mod autograd;
+pub mod checkpoint;
+pub mod data;
+pub mod error;
+pub mod files;
+pub mod gpu;
+pub mod models;
+pub mod nn;
+pub mod ops;
+pub mod optim;
+pub mod shape;
+pub mod tensor;
+pub mod train;
+pub mod viz;
+
+pub use autograd::{Gradients, no_grad};
+pub use error::{Error, Result};
+pub use gpu::Gpu;
+pub use shape::Shape;
+pub use tensor::Tensor;

@@ -1,0 +1,153 @@
+//! The MLP variational autoencoder of Kingma & Welling 2014 (sec. 3 and appendix C.2):
+//! encoder 784 -> 400 (ReLU) -> (mu, logvar) of size latent_dim;
+//! decoder latent_dim -> 400 (ReLU) -> 784 Bernoulli logits.
+
+use std::collections::BTreeMap;
+
+use rand::Rng;
+
+use crate::error::Result;
+use crate::gpu::Gpu;
+use crate::models::{Generative, MlpConfig, ModelKind};
+use crate::nn::{Linear, Module, prefixed};
+use crate::ops::{bce_with_logits, kl_divergence, reparameterize};
+use crate::tensor::Tensor;
+
+/// Encoder q(z|x) and decoder p(x|z).
+pub struct Vae {
+    /// Sizes.
+    pub config: MlpConfig,
+    /// input -> hidden
+    pub enc_fc1: Linear,
+    /// hidden -> mu
+    pub fc_mu: Linear,
+    /// hidden -> logvar
+    pub fc_logvar: Linear,
+    /// latent -> hidden
+    pub dec_fc1: Linear,
+    /// hidden -> input logits
+    pub dec_fc2: Linear,
+}
+
+/// What one forward pass produces. Shapes: logits (B, input_dim); mu, logvar, z (B, latent_dim).
+pub struct VaeOutput {
+    /// Decoder logits of p(x|z); sigmoid gives pixel intensities.
+    pub logits: Tensor,
+    /// Mean of q(z|x).
+    pub mu: Tensor,
+    /// Log-variance of q(z|x).
+    pub logvar: Tensor,
+    /// The sample z = mu + exp(logvar / 2) * eps.
+    pub z: Tensor,
+}
+
+/// The terms of the negative ELBO. Per-sample tensors have shape (B,); values are nats.
+pub struct VaeLoss {
+    /// Batch mean of `recon + beta * kl`: the scalar to call `backward()` on.
+    pub loss: Tensor,
+    /// Per-sample loss `recon + beta * kl` (the negative ELBO when beta = 1).
+    pub per_sample: Tensor,
+    /// Per-sample reconstruction term: BCE with logits summed over pixels.
+    pub recon: Tensor,
+    /// Per-sample KL(q(z|x) || N(0, I)).
+    pub kl: Tensor,
+}
+
+impl Vae {
+    /// A VAE with PyTorch-default initialisation from `rng`.
+    pub fn new(gpu: &Gpu, config: MlpConfig, rng: &mut impl Rng) -> Result<Vae> {
+        let MlpConfig {
+            input_dim,
+            hidden_dim,
+            latent_dim,
+        } = config;
+        Ok(Vae {
+            config,
+            enc_fc1: Linear::new(gpu, input_dim, hidden_dim, rng)?,
+            fc_mu: Linear::new(gpu, hidden_dim, latent_dim, rng)?,
+            fc_logvar: Linear::new(gpu, hidden_dim, latent_dim, rng)?,
+            dec_fc1: Linear::new(gpu, latent_dim, hidden_dim, rng)?,
+            dec_fc2: Linear::new(gpu, hidden_dim, input_dim, rng)?,
+        })
+    }
+
+    /// q(z|x): `x (B, input_dim)` -> `(mu, logvar)`, each `(B, latent_dim)`.
+    pub fn encode(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
+        let h = self.enc_fc1.forward(x)?.relu()?;
+        Ok((self.fc_mu.forward(&h)?, self.fc_logvar.forward(&h)?))
+    }
+
+    /// p(x|z): `z (B, latent_dim)` -> logits `(B, input_dim)`.
+    pub fn decode(&self, z: &Tensor) -> Result<Tensor> {
+        self.dec_fc2.forward(&self.dec_fc1.forward(z)?.relu()?)
+    }
+
+    /// Encode, sample z with the reparameterization trick (eps from the GPU generator), decode.
+    pub fn forward(&self, x: &Tensor) -> Result<VaeOutput> {
+        let (mu, logvar) = self.encode(x)?;
+        let eps = Tensor::randn(x.gpu(), mu.shape().clone())?;
+        let z = reparameterize(&mu, &logvar, &eps)?;
+        let logits = self.decode(&z)?;
+        Ok(VaeOutput {
+            logits,
+            mu,
+            logvar,
+            z,
+        })
+    }
+
+    /// The (beta-weighted) negative ELBO of a batch with one sample of z per image:
+    /// `recon + beta * kl` per sample, and its batch mean.
+    /// `x (B, input_dim)` holds pixel intensities in [0, 1], used as BCE targets.
+    pub fn loss(&self, x: &Tensor, beta: f32) -> Result<VaeLoss> {
+        let out = self.forward(x)?;
+        let recon = bce_with_logits(&out.logits, x)?;
+        let kl = kl_divergence(&out.mu, &out.logvar)?;
+        let per_sample = if beta == 1.0 {
+            recon.add(&kl)?
+        } else {
+            recon.add(&kl.scale(beta)?)?
+        };
+        let loss = per_sample.mean()?;
+        Ok(VaeLoss {
+            loss,
+            per_sample,
+            recon,
+            kl,
+        })
+    }
+}
+
+impl Module for Vae {
+    fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        let mut p = prefixed("encoder.fc1", &self.enc_fc1);
+        p.extend(prefixed("encoder.fc_mu", &self.fc_mu));
+        p.extend(prefixed("encoder.fc_logvar", &self.fc_logvar));
+        p.extend(prefixed("decoder.fc1", &self.dec_fc1));
+        p.extend(prefixed("decoder.fc2", &self.dec_fc2));
+        p
+    }
+}
+
+impl Generative for Vae {
+    fn kind(&self) -> ModelKind {
+        ModelKind::Vae
+    }
+
+    fn metadata(&self) -> BTreeMap<String, String> {
+        self.config.to_metadata()
+    }
+
+    fn latent_dim(&self) -> usize {
+        self.config.latent_dim
+    }
+
+    fn generate(&self, z: &Tensor) -> Result<Tensor> {
+        self.decode(z)?.sigmoid()
+    }
+
+    fn reconstruct(&self, x: &Tensor) -> Result<Tensor> {
+        let (mu, _) = self.encode(x)?;
+        self.generate(&mu)
+    }
+}

@@ -1,0 +1,247 @@
+//! Element-wise ops: activations, affine maps, and binary arithmetic with
+//! broadcasting of a bias row or a scalar (kernels in `shaders/elementwise.wgsl`).
+
+use crate::error::{Error, Result};
+use crate::gpu::{Kernel, WORKGROUP_1D, grid_1d};
+use crate::tensor::Tensor;
+
+/// Params of `unary_forward` / `unary_backward`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct UnaryParams {
+    /// Number of elements.
+    pub n: u32,
+    /// Which function, see [`Unary`].
+    pub op: u32,
+    /// leaky_relu slope; affine scale.
+    pub alpha: f32,
+    /// affine shift.
+    pub beta: f32,
+}
+
+/// Params of `binary_forward` / `binary_backward`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct BinaryParams {
+    /// Number of elements of the left operand (and of the output).
+    pub n: u32,
+    /// Elements of the right operand; it is read at `i % b_len`.
+    pub b_len: u32,
+    /// Which operation, see [`Binary`].
+    pub op: u32,
+    /// Padding to 16 bytes.
+    pub _pad: u32,
+}
+
+/// The element-wise functions of `unary_forward`, with their shader codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unary {
+    /// max(x, 0)
+    Relu = 0,
+    /// x if x > 0 else alpha x
+    LeakyRelu = 1,
+    /// 1 / (1 + exp(-x)), evaluated stably
+    Sigmoid = 2,
+    /// tanh(x)
+    Tanh = 3,
+    /// exp(x)
+    Exp = 4,
+    /// alpha x + beta
+    Affine = 5,
+}
+
+/// The binary operations of `binary_forward`, with their shader codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Binary {
+    /// a + b
+    Add = 0,
+    /// a - b
+    Sub = 1,
+    /// a * b
+    Mul = 2,
+    /// a / b
+    Div = 3,
+}
+
+fn unary_op(x: &Tensor, op: Unary, alpha: f32, beta: f32) -> Result<Tensor> {
+    let gpu = x.gpu();
+    let n = x.numel();
+    let y = Tensor::alloc(gpu, "unary", n)?;
+    let params = UnaryParams {
+        n: n as u32,
+        op: op as u32,
+        alpha,
+        beta,
+    };
+    let grid = grid_1d(n as u64, WORKGROUP_1D);
+    gpu.dispatch(Kernel::UnaryForward, &[], &[x.storage(), &y], &params, grid);
+    let sx = x.clone();
+    Ok(Tensor::from_op_with(gpu, y, x.shape().clone(), &[x], |y| {
+        // The saved output gives sigmoid', tanh' and exp' without recomputing them.
+        let sy = y.clone();
+        Box::new(move |dy: &Tensor| {
+            let gpu = dy.gpu();
+            let dx = Tensor::alloc(gpu, "unary_backward", n)?;
+            gpu.dispatch(
+                Kernel::UnaryBackward,
+                &[],
+                &[sx.storage(), sy.storage(), dy.storage(), &dx],
+                &params,
+                grid,
+            );
+            Ok(vec![Some(Tensor::from_storage(
+                gpu,
+                dx,
+                sx.shape().clone(),
+            ))])
+        })
+    }))
+}
+
+/// How `b` is broadcast against `a`: returns `b_len` (elements of `b` read cyclically).
+fn broadcast_len(op: &'static str, a: &Tensor, b: &Tensor) -> Result<usize> {
+    if a.shape() == b.shape() {
+        return Ok(a.numel());
+    }
+    if b.numel() == 1 {
+        return Ok(1);
+    }
+    let row = a.shape().last();
+    let b_is_row = b.numel() == row && b.dims().iter().rev().skip(1).all(|&d| d == 1);
+    if b_is_row && a.numel().is_multiple_of(row) {
+        return Ok(row);
+    }
+    Err(Error::shape(
+        op,
+        format!(
+            "cannot combine {} with {}: the right operand must have the same shape, \
+             be a row of the last dimension's length ({row}), or be a scalar",
+            a.shape(),
+            b.shape()
+        ),
+    ))
+}
+
+/// Sums a per-element gradient `g` (shaped like `a`) down to `b`'s shape.
+fn reduce_to(g: Tensor, b: &Tensor, b_len: usize) -> Result<Tensor> {
+    if b_len == g.numel() {
+        return g.reshape(b.shape().clone());
+    }
+    g.reshape([g.numel() / b_len, b_len])?
+        .sum_axis(0)?
+        .reshape(b.shape().clone())
+}
+
+fn binary_op(a: &Tensor, b: &Tensor, op: Binary, name: &'static str) -> Result<Tensor> {
+    let b_len = broadcast_len(name, a, b)?;
+    let gpu = a.gpu();
+    let n = a.numel();
+    let c = Tensor::alloc(gpu, name, n)?;
+    let params = BinaryParams {
+        n: n as u32,
+        b_len: b_len as u32,
+        op: op as u32,
+        _pad: 0,
+    };
+    let grid = grid_1d(n as u64, WORKGROUP_1D);
+    gpu.dispatch(
+        Kernel::BinaryForward,
+        &[],
+        &[a.storage(), b.storage(), &c],
+        &params,
+        grid,
+    );
+    let (sa, sb) = (a.clone(), b.clone());
+    let backward = Box::new(move |dy: &Tensor| -> Result<Vec<Option<Tensor>>> {
+        match op {
+            Binary::Add => Ok(vec![
+                Some(dy.clone()),
+                Some(reduce_to(dy.clone(), &sb, b_len)?),
+            ]),
+            Binary::Sub => Ok(vec![
+                Some(dy.clone()),
+                Some(reduce_to(dy.scale(-1.0)?, &sb, b_len)?),
+            ]),
+            Binary::Mul | Binary::Div => {
+                let gpu = dy.gpu();
+                let da = Tensor::alloc(gpu, "binary_backward", n)?;
+                let db = Tensor::alloc(gpu, "binary_backward", n)?;
+                gpu.dispatch(
+                    Kernel::BinaryBackward,
+                    &[],
+                    &[sa.storage(), sb.storage(), dy.storage(), &da, &db],
+                    &params,
+                    grid,
+                );
+                let wrap = |s| Tensor::from_storage(gpu, s, sa.shape().clone());
+                Ok(vec![Some(wrap(da)), Some(reduce_to(wrap(db), &sb, b_len)?)])
+            }
+        }
+    });
+    Ok(Tensor::from_op(
+        gpu,
+        c,
+        a.shape().clone(),
+        &[a, b],
+        backward,
+    ))
+}
+
+impl Tensor {
+    /// `self + b`; `b` has the same shape, is a row broadcast over the rows (a bias), or a scalar.
+    ///
+    /// Errors: [`Error::Shape`] for any other pair of shapes.
+    pub fn add(&self, b: &Tensor) -> Result<Tensor> {
+        binary_op(self, b, Binary::Add, "add")
+    }
+
+    /// `self - b`, broadcasting as [`Tensor::add`].
+    pub fn sub(&self, b: &Tensor) -> Result<Tensor> {
+        binary_op(self, b, Binary::Sub, "sub")
+    }
+
+    /// `self * b` element-wise, broadcasting as [`Tensor::add`].
+    pub fn mul(&self, b: &Tensor) -> Result<Tensor> {
+        binary_op(self, b, Binary::Mul, "mul")
+    }
+
+    /// `self / b` element-wise, broadcasting as [`Tensor::add`].
+    pub fn div(&self, b: &Tensor) -> Result<Tensor> {
+        binary_op(self, b, Binary::Div, "div")
+    }
+
+    /// max(x, 0). NOTE: the gradient at exactly 0 is taken as 0, as in PyTorch.
+    pub fn relu(&self) -> Result<Tensor> {
+        unary_op(self, Unary::Relu, 0.0, 0.0)
+    }
+
+    /// x for x > 0, `negative_slope * x` otherwise (DCGAN uses 0.2).
+    pub fn leaky_relu(&self, negative_slope: f32) -> Result<Tensor> {
+        unary_op(self, Unary::LeakyRelu, negative_slope, 0.0)
+    }
+
+    /// The logistic function 1 / (1 + exp(-x)), stable for any x.
+    pub fn sigmoid(&self) -> Result<Tensor> {
+        unary_op(self, Unary::Sigmoid, 0.0, 0.0)
+    }
+
+    /// Hyperbolic tangent.
+    pub fn tanh(&self) -> Result<Tensor> {
+        unary_op(self, Unary::Tanh, 0.0, 0.0)
+    }
+
+    /// exp(x).
+    pub fn exp(&self) -> Result<Tensor> {
+        unary_op(self, Unary::Exp, 0.0, 0.0)
+    }
+
+    /// `alpha * x`.
+    pub fn scale(&self, alpha: f32) -> Result<Tensor> {
+        unary_op(self, Unary::Affine, alpha, 0.0)
+    }
+
+    /// `alpha * x + beta`.
+    pub fn affine(&self, alpha: f32, beta: f32) -> Result<Tensor> {
+        unary_op(self, Unary::Affine, alpha, beta)
+    }
+}

@@ -1,0 +1,120 @@
+//! Per-sample reconstruction losses (kernels in `shaders/loss.wgsl`).
+//!
+//! Both return one value per sample, shape `(batch_size,)`, reduced over every
+//! other dimension (a `(B, 784)` matrix and a `(B, 1, 28, 28)` image batch alike);
+//! call `.mean()` on the result for the batch average.
+
+use crate::error::{Error, Result};
+use crate::gpu::{Kernel, WORKGROUP_1D, grid_1d};
+use crate::tensor::Tensor;
+
+/// Params of the per-row kernels of `loss.wgsl` and `vae.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct RowParams {
+    /// Rows (samples).
+    pub rows: u32,
+    /// Features per row.
+    pub dim: u32,
+    /// Padding to 16 bytes.
+    pub _pad: [u32; 2],
+}
+
+fn rows_grid(rows: usize) -> [u32; 3] {
+    let rows = rows as u32;
+    if rows <= 65_535 {
+        [rows, 1, 1]
+    } else {
+        let y = rows.div_ceil(65_535);
+        [rows.div_ceil(y), y, 1]
+    }
+}
+
+/// Shared body of the two losses: forward kernel per row, backward kernel per element.
+fn row_loss(
+    op: &'static str,
+    x: &Tensor,
+    t: &Tensor,
+    forward: Kernel,
+    backward_kernel: Kernel,
+) -> Result<Tensor> {
+    if x.shape() != t.shape() || x.dims().is_empty() {
+        return Err(Error::shape(
+            op,
+            format!(
+                "prediction {} and target {} must have the same (batch_size, ...) shape",
+                x.shape(),
+                t.shape()
+            ),
+        ));
+    }
+    let gpu = x.gpu();
+    let rows = x.dims()[0];
+    let dim = x.numel().checked_div(rows).unwrap_or(0);
+    let loss = Tensor::alloc(gpu, op, rows)?;
+    let params = RowParams {
+        rows: rows as u32,
+        dim: dim as u32,
+        _pad: [0; 2],
+    };
+    gpu.dispatch(
+        forward,
+        &[],
+        &[x.storage(), t.storage(), &loss],
+        &params,
+        rows_grid(rows),
+    );
+    let (sx, st) = (x.clone(), t.detach());
+    let backward = Box::new(move |dloss: &Tensor| -> Result<Vec<Option<Tensor>>> {
+        let gpu = dloss.gpu();
+        let dx = Tensor::alloc(gpu, op, rows * dim)?;
+        gpu.dispatch(
+            backward_kernel,
+            &[],
+            &[sx.storage(), st.storage(), dloss.storage(), &dx],
+            &params,
+            grid_1d((rows * dim) as u64, WORKGROUP_1D),
+        );
+        Ok(vec![
+            Some(Tensor::from_storage(gpu, dx, sx.shape().clone())),
+            None,
+        ])
+    });
+    Ok(Tensor::from_op(gpu, loss, [rows].into(), &[x, t], backward))
+}
+
+/// Binary cross-entropy on logits, summed over the features of each sample, in nats:
+/// `loss[b] = sum_d max(x, 0) - x t + log(1 + exp(-|x|))`, which equals
+/// `-sum_d t log(sigmoid(x)) + (1 - t) log(1 - sigmoid(x))` but stays finite for
+/// logits of any size (the form of PyTorch's `BCEWithLogitsLoss`).
+///
+/// Shapes: `logits` and `targets` `(batch_size, ...)`, targets in [0, 1]
+/// (continuous intensities allowed) -> `(batch_size,)`. The gradient flows to
+/// the logits only: `(sigmoid(x) - t) * dloss`.
+///
+/// Errors: [`Error::Shape`] if the shapes differ.
+pub fn bce_with_logits(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    row_loss(
+        "bce_with_logits",
+        logits,
+        targets,
+        Kernel::BceWithLogitsForward,
+        Kernel::BceWithLogitsBackward,
+    )
+}
+
+/// Mean squared error over the features of each sample: `loss[b] = mean_d (x - t)^2`;
+/// `.mean()` of the result is PyTorch's `MSELoss()`.
+///
+/// Shapes: `pred`, `target` `(batch_size, ...)` -> `(batch_size,)`. The gradient flows to `pred`.
+///
+/// Errors: [`Error::Shape`] if the shapes differ.
+pub fn mse_loss(pred: &Tensor, target: &Tensor) -> Result<Tensor> {
+    row_loss(
+        "mse_loss",
+        pred,
+        target,
+        Kernel::MseForward,
+        Kernel::MseBackward,
+    )
+}

@@ -1,0 +1,26 @@
+//! The ops: one file per op family, each with the forward (host-side shape
+//! checks, output allocation, kernel dispatch, tape record) beside its backward
+//! rule (the kernels that turn the output gradient `dy` into input gradients).
+//!
+//! | file | ops | shader |
+//! | --- | --- | --- |
+//! | `matmul.rs` | `matmul`, `matmul_nt`, `matmul_tn` | `shaders/matmul.wgsl` |
+//! | `elementwise.rs` | `add`, `sub`, `mul`, `div` (with row/scalar broadcast), `relu`, `leaky_relu`, `sigmoid`, `tanh`, `exp`, `scale`, `affine` | `shaders/elementwise.wgsl` |
+//! | `reduce.rs` | `sum`, `mean`, `sum_axis`, `mean_axis` | `shaders/reduce.wgsl` |
+//! | `vae.rs` | `reparameterize`, `kl_divergence` | `shaders/vae.wgsl` |
+//! | `loss.rs` | `bce_with_logits`, `mse_loss` | `shaders/loss.wgsl` |
+//!
+//! Every Params struct here is `#[repr(C)]` + `Pod` with the field order of its
+//! WGSL twin; `tests/shaders.rs` checks that the sizes agree.
+
+pub mod elementwise;
+pub mod loss;
+pub mod matmul;
+pub mod reduce;
+pub mod vae;
+
+pub use elementwise::{BinaryParams, UnaryParams};
+pub use loss::{RowParams, bce_with_logits, mse_loss};
+pub use matmul::MatmulParams;
+pub use reduce::{ReduceParams, RowsParams};
+pub use vae::{ElemParams, kl_divergence, reparameterize};

@@ -1,0 +1,138 @@
+//! The VAE's sampling layer and its KL term (kernels in `shaders/vae.wgsl`).
+//!
+//! Kingma & Welling 2014, "Auto-Encoding Variational Bayes": the reparameterization
+//! trick (sec. 2.4) writes the sample as a deterministic function of (mu, logvar)
+//! and independent noise, so gradients reach the encoder; the KL divergence of a
+//! diagonal Gaussian from N(0, I) has a closed form (appendix B).
+
+use crate::error::{Error, Result};
+use crate::gpu::{Kernel, WORKGROUP_1D, grid_1d};
+use crate::tensor::Tensor;
+
+/// Params of the element-wise kernels of `vae.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct ElemParams {
+    /// Number of elements.
+    pub n: u32,
+    /// Padding to 16 bytes.
+    pub _pad: [u32; 3],
+}
+
+fn check_pair(op: &'static str, mu: &Tensor, logvar: &Tensor) -> Result<()> {
+    if mu.shape() != logvar.shape() || mu.dims().len() != 2 {
+        return Err(Error::shape(
+            op,
+            format!(
+                "mu and logvar must both be (batch_size, latent_dim), got {} and {}",
+                mu.shape(),
+                logvar.shape()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The reparameterization trick: `z = mu + exp(logvar / 2) * eps`.
+///
+/// Shapes: `mu`, `logvar`, `eps` and the result are all `(batch_size, latent_dim)`;
+/// `eps` is N(0, I) noise, usually [`Tensor::randn`]. Gradients flow to `mu`
+/// (`dz`) and `logvar` (`dz * eps * exp(logvar / 2) / 2`), not to `eps`.
+///
+/// Errors: [`Error::Shape`] if the three shapes differ or are not matrices.
+pub fn reparameterize(mu: &Tensor, logvar: &Tensor, eps: &Tensor) -> Result<Tensor> {
+    check_pair("reparameterize", mu, logvar)?;
+    if eps.shape() != mu.shape() {
+        return Err(Error::shape(
+            "reparameterize",
+            format!("eps {} must match mu {}", eps.shape(), mu.shape()),
+        ));
+    }
+    let gpu = mu.gpu();
+    let n = mu.numel();
+    let z = Tensor::alloc(gpu, "reparameterize", n)?;
+    let params = ElemParams {
+        n: n as u32,
+        _pad: [0; 3],
+    };
+    let grid = grid_1d(n as u64, WORKGROUP_1D);
+    gpu.dispatch(
+        Kernel::ReparameterizeForward,
+        &[],
+        &[mu.storage(), logvar.storage(), eps.storage(), &z],
+        &params,
+        grid,
+    );
+    let (slv, seps) = (logvar.clone(), eps.detach());
+    let backward = Box::new(move |dz: &Tensor| -> Result<Vec<Option<Tensor>>> {
+        let gpu = dz.gpu();
+        let dlogvar = Tensor::alloc(gpu, "reparameterize_backward", n)?;
+        gpu.dispatch(
+            Kernel::ReparameterizeBackward,
+            &[],
+            &[slv.storage(), seps.storage(), dz.storage(), &dlogvar],
+            &params,
+            grid,
+        );
+        let dlogvar = Tensor::from_storage(gpu, dlogvar, slv.shape().clone());
+        Ok(vec![Some(dz.clone()), Some(dlogvar), None])
+    });
+    Ok(Tensor::from_op(
+        gpu,
+        z,
+        mu.shape().clone(),
+        &[mu, logvar, eps],
+        backward,
+    ))
+}
+
+/// KL(N(mu, diag(exp(logvar))) || N(0, I)) per sample, in nats:
+/// `kl[b] = -1/2 * sum_d (1 + logvar - mu^2 - exp(logvar))`
+/// (Kingma & Welling 2014, appendix B).
+///
+/// Shapes: `mu`, `logvar` `(batch_size, latent_dim)` -> `(batch_size,)`.
+///
+/// Errors: [`Error::Shape`] if the shapes differ or are not matrices.
+pub fn kl_divergence(mu: &Tensor, logvar: &Tensor) -> Result<Tensor> {
+    check_pair("kl_divergence", mu, logvar)?;
+    let gpu = mu.gpu();
+    let (rows, dim) = (mu.dims()[0], mu.dims()[1]);
+    let kl = Tensor::alloc(gpu, "kl_divergence", rows)?;
+    let params = crate::ops::loss::RowParams {
+        rows: rows as u32,
+        dim: dim as u32,
+        _pad: [0; 2],
+    };
+    gpu.dispatch(
+        Kernel::KlDivergenceForward,
+        &[],
+        &[mu.storage(), logvar.storage(), &kl],
+        &params,
+        grid_1d(rows as u64, WORKGROUP_1D),
+    );
+    let (smu, slv) = (mu.clone(), logvar.clone());
+    let backward = Box::new(move |dkl: &Tensor| -> Result<Vec<Option<Tensor>>> {
+        let gpu = dkl.gpu();
+        let n = rows * dim;
+        let dmu = Tensor::alloc(gpu, "kl_divergence_backward", n)?;
+        let dlogvar = Tensor::alloc(gpu, "kl_divergence_backward", n)?;
+        gpu.dispatch(
+            Kernel::KlDivergenceBackward,
+            &[],
+            &[smu.storage(), slv.storage(), dkl.storage(), &dmu, &dlogvar],
+            &params,
+            grid_1d(n as u64, WORKGROUP_1D),
+        );
+        Ok(vec![
+            Some(Tensor::from_storage(gpu, dmu, smu.shape().clone())),
+            Some(Tensor::from_storage(gpu, dlogvar, smu.shape().clone())),
+        ])
+    });
+    Ok(Tensor::from_op(
+        gpu,
+        kl,
+        [rows].into(),
+        &[mu, logvar],
+        backward,
+    ))
+}

@@ -1,0 +1,348 @@
+//! `Tensor`: a shape, f32 storage resident on the GPU, and a place in the autodiff graph.
+
+use std::cell::Cell;
+use std::rc::Rc;
+
+use crate::autograd;
+use crate::error::{Error, Result};
+use crate::gpu::{Gpu, Kernel, Storage, WORKGROUP_1D, grid_1d};
+use crate::shape::Shape;
+
+/// Process-unique identity of a tensor (the key of [`crate::Gradients`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TensorId(u64);
+
+thread_local! {
+    static NEXT_ID: Cell<u64> = const { Cell::new(1) };
+}
+
+fn next_id() -> TensorId {
+    NEXT_ID.with(|n| {
+        let id = n.get();
+        n.set(id + 1);
+        TensorId(id)
+    })
+}
+
+struct Inner {
+    id: TensorId,
+    shape: Shape,
+    storage: Rc<Storage>,
+    gpu: Gpu,
+    requires_grad: bool,
+}
+
+/// An f32 tensor in GPU memory, row-major (NCHW for images).
+///
+/// Cloning is cheap and shares the data. Ops are methods (`a.matmul(&b)`,
+/// `x.relu()`), defined beside their backward rules in `src/ops/`. A tensor
+/// *requires grad* if it is a parameter ([`Tensor::requires_grad_`]) or was
+/// computed, with recording on, from one that does.
+#[derive(Clone)]
+pub struct Tensor {
+    inner: Rc<Inner>,
+}
+
+impl std::fmt::Debug for Tensor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Tensor(id={}, shape={}, requires_grad={})",
+            self.inner.id.0, self.inner.shape, self.inner.requires_grad
+        )
+    }
+}
+
+/// Params of `fill` in `shaders/elementwise.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct FillParams {
+    /// Number of elements.
+    pub n: u32,
+    /// The value written.
+    pub value: f32,
+    /// Padding to 16 bytes.
+    pub _pad: [u32; 2],
+}
+
+/// Params of `randn` in `shaders/random.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct RandnParams {
+    /// Number of elements.
+    pub n: u32,
+    /// Philox key (the seed), low and high words.
+    pub seed_lo: u32,
+    /// High word of the seed.
+    pub seed_hi: u32,
+    /// First counter value (advanced by the generator after each call), low word.
+    pub counter_lo: u32,
+    /// High word of the counter.
+    pub counter_hi: u32,
+    /// Padding to 32 bytes.
+    pub _pad: [u32; 3],
+}
+
+impl Tensor {
+    /// Wraps freshly written storage as a tensor, recording it on the tape if any
+    /// input requires grad. Used by every op.
+    pub(crate) fn from_op(
+        gpu: &Gpu,
+        storage: Storage,
+        shape: Shape,
+        inputs: &[&Tensor],
+        backward: autograd::BackwardFn,
+    ) -> Tensor {
+        let requires_grad = autograd::is_grad_enabled() && inputs.iter().any(|t| t.requires_grad());
+        let t = Tensor::wrap(gpu, Rc::new(storage), shape, requires_grad);
+        autograd::record(&t, inputs, backward);
+        t
+    }
+
+    /// Like [`Tensor::from_op`], for backward rules that need the op's own output
+    /// (sigmoid' = y (1 - y)): `make_backward` receives the output tensor.
+    pub(crate) fn from_op_with(
+        gpu: &Gpu,
+        storage: Storage,
+        shape: Shape,
+        inputs: &[&Tensor],
+        make_backward: impl FnOnce(&Tensor) -> autograd::BackwardFn,
+    ) -> Tensor {
+        let requires_grad = autograd::is_grad_enabled() && inputs.iter().any(|t| t.requires_grad());
+        let t = Tensor::wrap(gpu, Rc::new(storage), shape, requires_grad);
+        if requires_grad {
+            autograd::record(&t, inputs, make_backward(&t.detach()));
+        }
+        t
+    }
+
+    /// Wraps storage written by a kernel as a tensor outside the graph (gradients, buffers).
+    pub(crate) fn from_storage(gpu: &Gpu, storage: Storage, shape: Shape) -> Tensor {
+        Tensor::wrap(gpu, Rc::new(storage), shape, false)
+    }
+
+    fn wrap(gpu: &Gpu, storage: Rc<Storage>, shape: Shape, requires_grad: bool) -> Tensor {
+        Tensor {
+            inner: Rc::new(Inner {
+                id: next_id(),
+                shape,
+                storage,
+                gpu: gpu.clone(),
+                requires_grad,
+            }),
+        }
+    }
+
+    /// Storage for `numel` f32 values, uninitialised. Errors if it exceeds the
+    /// adapter's largest storage binding.
+    pub(crate) fn alloc(gpu: &Gpu, op: &'static str, numel: usize) -> Result<Storage> {
+        let bytes = numel as u64 * 4;
+        if bytes > gpu.max_binding_bytes() {
+            return Err(Error::Invalid(format!(
+                "{op}: {numel} elements ({bytes} bytes) exceed this adapter's largest storage binding ({} bytes)",
+                gpu.max_binding_bytes()
+            )));
+        }
+        Ok(gpu.alloc(bytes))
+    }
+
+    /// Uploads `data` as a tensor of `shape`.
+    ///
+    /// Errors: [`Error::Shape`] if `data.len()` differs from the shape's element count.
+    pub fn from_slice(gpu: &Gpu, data: &[f32], shape: impl Into<Shape>) -> Result<Tensor> {
+        let shape = shape.into();
+        if data.len() != shape.numel() {
+            return Err(Error::shape(
+                "from_slice",
+                format!(
+                    "{} values cannot fill shape {shape} ({} elements)",
+                    data.len(),
+                    shape.numel()
+                ),
+            ));
+        }
+        Tensor::alloc(gpu, "from_slice", data.len())?;
+        let storage = gpu.upload(bytemuck::cast_slice(data));
+        Ok(Tensor::wrap(gpu, Rc::new(storage), shape, false))
+    }
+
+    /// A tensor of `shape` filled with `value` (the `fill` kernel).
+    pub fn full(gpu: &Gpu, shape: impl Into<Shape>, value: f32) -> Result<Tensor> {
+        let shape = shape.into();
+        let n = shape.numel();
+        let out = Tensor::alloc(gpu, "full", n)?;
+        let params = FillParams {
+            n: n as u32,
+            value,
+            _pad: [0; 2],
+        };
+        gpu.dispatch(
+            Kernel::Fill,
+            &[],
+            &[&out],
+            &params,
+            grid_1d(n as u64, WORKGROUP_1D),
+        );
+        Ok(Tensor::wrap(gpu, Rc::new(out), shape, false))
+    }
+
+    /// A tensor of zeros.
+    pub fn zeros(gpu: &Gpu, shape: impl Into<Shape>) -> Result<Tensor> {
+        Tensor::full(gpu, shape, 0.0)
+    }
+
+    /// Samples of N(0, 1) drawn on the GPU by the seeded counter-based generator
+    /// (Philox-4x32-10, Salmon et al. 2011, with the Box-Muller transform).
+    /// The same [`Gpu::manual_seed`] and sequence of calls give the same numbers.
+    pub fn randn(gpu: &Gpu, shape: impl Into<Shape>) -> Result<Tensor> {
+        let shape = shape.into();
+        let n = shape.numel();
+        let out = Tensor::alloc(gpu, "randn", n)?;
+        // Each Philox call yields 4 normals; reserve one counter per 4 elements.
+        let (seed, counter) = gpu.next_random_offset((n as u64).div_ceil(4));
+        let params = RandnParams {
+            n: n as u32,
+            seed_lo: seed as u32,
+            seed_hi: (seed >> 32) as u32,
+            counter_lo: counter as u32,
+            counter_hi: (counter >> 32) as u32,
+            _pad: [0; 3],
+        };
+        gpu.dispatch(
+            Kernel::Randn,
+            &[],
+            &[&out],
+            &params,
+            grid_1d((n as u64).div_ceil(4), WORKGROUP_1D),
+        );
+        Ok(Tensor::wrap(gpu, Rc::new(out), shape, false))
+    }
+
+    /// This tensor as a leaf that requires grad (a parameter). Shares the data.
+    pub fn requires_grad_(self) -> Tensor {
+        Tensor::wrap(
+            &self.inner.gpu,
+            self.inner.storage.clone(),
+            self.inner.shape.clone(),
+            true,
+        )
+    }
+
+    /// The same data cut off from the graph: gradients do not flow through it.
+    pub fn detach(&self) -> Tensor {
+        Tensor::wrap(
+            &self.inner.gpu,
+            self.inner.storage.clone(),
+            self.inner.shape.clone(),
+            false,
+        )
+    }
+
+    /// Copies the data into new storage (not recorded: a detached copy).
+    pub fn deep_clone(&self) -> Result<Tensor> {
+        let out = Tensor::alloc(self.gpu(), "deep_clone", self.numel())?;
+        self.gpu()
+            .copy(self.storage(), &out, self.numel() as u64 * 4);
+        Ok(Tensor::wrap(
+            self.gpu(),
+            Rc::new(out),
+            self.shape().clone(),
+            false,
+        ))
+    }
+
+    /// Overwrites this tensor's data with `src`'s, in stream order (same element count).
+    /// Used to load checkpoints into parameters without changing their identity.
+    pub fn copy_from(&self, src: &Tensor) -> Result<()> {
+        if src.numel() != self.numel() {
+            return Err(Error::shape(
+                "copy_from",
+                format!("source {} and destination {}", src.shape(), self.shape()),
+            ));
+        }
+        self.gpu()
+            .copy(src.storage(), self.storage(), self.numel() as u64 * 4);
+        Ok(())
+    }
+
+    /// The same data viewed with another shape of equal element count; gradients
+    /// flow back reshaped.
+    pub fn reshape(&self, shape: impl Into<Shape>) -> Result<Tensor> {
+        let shape = shape.into();
+        if shape.numel() != self.numel() {
+            return Err(Error::shape(
+                "reshape",
+                format!("cannot view {} as {shape}", self.shape()),
+            ));
+        }
+        let requires_grad = autograd::is_grad_enabled() && self.requires_grad();
+        let out = Tensor::wrap(self.gpu(), self.inner.storage.clone(), shape, requires_grad);
+        let input_shape = self.shape().clone();
+        autograd::record(
+            &out,
+            &[self],
+            Box::new(move |dy: &Tensor| Ok(vec![Some(dy.reshape(input_shape)?)])),
+        );
+        Ok(out)
+    }
+
+    /// Reads the data back to the host (waits for the GPU): the one async host read.
+    pub async fn to_vec_async(&self) -> Result<Vec<f32>> {
+        let bytes = self
+            .gpu()
+            .read_async(self.storage(), self.numel() as u64 * 4)
+            .await?;
+        Ok(bytemuck::cast_slice(&bytes).to_vec())
+    }
+
+    /// Blocking form of [`Tensor::to_vec_async`].
+    pub fn to_vec(&self) -> Result<Vec<f32>> {
+        let bytes = self.gpu().read(self.storage(), self.numel() as u64 * 4)?;
+        Ok(bytemuck::cast_slice(&bytes).to_vec())
+    }
+
+    /// The value of a one-element tensor. Errors if it has more elements.
+    pub fn item(&self) -> Result<f32> {
+        if self.numel() != 1 {
+            return Err(Error::shape(
+                "item",
+                format!("needs one element, got shape {}", self.shape()),
+            ));
+        }
+        Ok(self.to_vec()?[0])
+    }
+
+    /// The tensor's identity.
+    pub fn id(&self) -> TensorId {
+        self.inner.id
+    }
+
+    /// The shape.
+    pub fn shape(&self) -> &Shape {
+        &self.inner.shape
+    }
+
+    /// The dimensions, outermost first.
+    pub fn dims(&self) -> &[usize] {
+        self.inner.shape.dims()
+    }
+
+    /// Number of elements.
+    pub fn numel(&self) -> usize {
+        self.inner.shape.numel()
+    }
+
+    /// Whether gradients flow to or through this tensor.
+    pub fn requires_grad(&self) -> bool {
+        self.inner.requires_grad
+    }
+
+    /// The GPU context the tensor lives on.
+    pub fn gpu(&self) -> &Gpu {
+        &self.inner.gpu
+    }
+
+    pub(crate) fn storage(&self) -> &Storage {
+        &self.inner.storage
+    }
+}

@@ -1,0 +1,179 @@
+//! Training loops and what they write: metrics.jsonl, checkpoints, image grids.
+//!
+//! The loops themselves are in [`vae`] (the VAE and the plain autoencoder); this
+//! file holds the configuration and the pieces every loop shares.
+
+pub mod vae;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+use crate::autograd::no_grad;
+use crate::data::{Dataset, Mnist};
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::models::Generative;
+use crate::tensor::Tensor;
+use crate::viz;
+
+pub use vae::{train_autoencoder, train_vae};
+
+/// Everything a training run is told on the command line.
+#[derive(Clone, Debug)]
+pub struct TrainConfig {
+    /// Directory with the four MNIST IDX files.
+    pub data_dir: PathBuf,
+    /// Passes over the training set.
+    pub epochs: usize,
+    /// Images per step.
+    pub batch_size: usize,
+    /// Adam learning rate.
+    pub lr: f32,
+    /// Size of the latent code.
+    pub latent_dim: usize,
+    /// Seed of initialisation, shuffling and the GPU noise generator.
+    pub seed: u64,
+    /// Use only the first N training and N test images (quick runs).
+    pub limit: Option<usize>,
+    /// Output directory (metrics.jsonl, model.safetensors, PNGs).
+    pub out_dir: PathBuf,
+    /// Weight of the KL term (1 = the ELBO).
+    pub beta: f32,
+    /// Read the loss back (progress bar, NaN check) every this many steps.
+    pub log_every: usize,
+    /// Show progress bars.
+    pub progress: bool,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            data_dir: PathBuf::from("data/mnist"),
+            epochs: 10,
+            batch_size: 128,
+            lr: 1e-3,
+            latent_dim: 20,
+            seed: 0,
+            limit: None,
+            out_dir: PathBuf::from("runs/vae"),
+            beta: 1.0,
+            log_every: 50,
+            progress: true,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Loads MNIST from `data_dir`, cut to `limit` images per split if set.
+    pub fn load_data(&self) -> Result<Mnist> {
+        let mut data = Mnist::load(&self.data_dir)?;
+        if let Some(n) = self.limit {
+            data.train = data.train.truncate(n);
+            data.test = data.test.truncate(n);
+        }
+        if data.train.is_empty() {
+            return Err(Error::data(&self.data_dir, "the training set is empty"));
+        }
+        Ok(data)
+    }
+
+    /// `OUT/metrics.jsonl`
+    pub fn metrics_path(&self) -> PathBuf {
+        self.out_dir.join("metrics.jsonl")
+    }
+
+    /// `OUT/model.safetensors`
+    pub fn checkpoint_path(&self) -> PathBuf {
+        self.out_dir.join("model.safetensors")
+    }
+}
+
+/// Creates the output directory and starts a fresh metrics.jsonl.
+pub fn prepare_out_dir(cfg: &TrainConfig) -> Result<()> {
+    std::fs::create_dir_all(&cfg.out_dir).map_err(|e| Error::io(&cfg.out_dir, e))?;
+    let path = cfg.metrics_path();
+    std::fs::write(&path, b"").map_err(|e| Error::io(&path, e))
+}
+
+/// Appends one JSON object as a line to `path`.
+pub fn append_jsonl(path: &Path, record: &impl Serialize) -> Result<()> {
+    let mut line = serde_json::to_string(record).map_err(|e| Error::Invalid(e.to_string()))?;
+    line.push('\n');
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
+    f.write_all(line.as_bytes()).map_err(|e| Error::io(path, e))
+}
+
+/// A progress bar over one epoch's steps (hidden when `enabled` is false).
+pub fn epoch_bar(enabled: bool, epoch: usize, epochs: usize, steps: usize) -> ProgressBar {
+    if !enabled {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(steps as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "epoch {prefix} [{bar:30}] {pos}/{len} steps {elapsed_precise} eta {eta} {msg}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar.set_prefix(format!("{epoch}/{epochs}"));
+    bar
+}
+
+/// Stops training with [`Error::NonFiniteLoss`] if `value` is NaN or infinite.
+pub fn check_finite(value: f32, epoch: usize, step: usize, checkpoint: &Path) -> Result<()> {
+    if value.is_finite() {
+        return Ok(());
+    }
+    Err(Error::NonFiniteLoss {
+        value,
+        epoch,
+        step,
+        checkpoint: checkpoint.is_file().then(|| checkpoint.to_path_buf()),
+    })
+}
+
+/// Decodes `n` codes z ~ N(0, I) and returns their images (n x pixels), host side.
+pub fn prior_samples(model: &dyn Generative, gpu: &Gpu, n: usize) -> Result<Vec<f32>> {
+    let _no_grad = no_grad();
+    let z = Tensor::randn(gpu, [n, model.latent_dim()])?;
+    model.generate(&z)?.to_vec()
+}
+
+/// Writes `n` prior samples as a square-ish PNG grid (8 per row for 64).
+pub fn write_samples(
+    model: &dyn Generative,
+    gpu: &Gpu,
+    n: usize,
+    side: usize,
+    path: &Path,
+) -> Result<()> {
+    let images = prior_samples(model, gpu, n)?;
+    let cols = (n as f64).sqrt().ceil() as usize;
+    viz::save_grid(path, &images, side, side, cols.max(1))
+}
+
+/// Writes the first `n` test images beside their reconstructions (8 pairs per row).
+pub fn write_reconstructions(
+    model: &dyn Generative,
+    gpu: &Gpu,
+    test: &Dataset,
+    n: usize,
+    path: &Path,
+) -> Result<()> {
+    let _no_grad = no_grad();
+    let n = n.min(test.len());
+    let idx: Vec<usize> = (0..n).collect();
+    let originals = test.gather(&idx);
+    let x = Tensor::from_slice(gpu, &originals, [n, test.pixels()])?;
+    let recon = model.reconstruct(&x)?.to_vec()?;
+    let pairs = viz::interleave(&originals, &recon, test.pixels());
+    viz::save_grid(path, &pairs, test.rows, test.cols, 16)
+}
