@@ -3,7 +3,7 @@
 // A tensor reduced over one axis is viewed as (outer, len, inner): the axis has
 // length `len`, `outer` is the product of the dimensions before it, `inner` of those after.
 //
-// Entry points and bindings:
+// Entry points, bindings and dispatch grids:
 //   reduce_sum       y[o, i] = scale * sum_l x[o, l, i]     0 x, 1 y, 2 ReduceParams
 //                    one thread per output; grid_1d(outer * inner, 256).
 //   reduce_sum_rows  y[r] = scale * sum_j x[r * len + j]   0 x, 1 y, 2 RowsParams

@@ -88,7 +88,7 @@ pub(crate) fn record(output: &Tensor, inputs: &[&Tensor], backward: BackwardFn) 
 
 /// Gradients of a loss with respect to the leaf tensors that require grad
 /// (the parameters), keyed by tensor id. Each gradient has its tensor's shape.
-#[derive(Default)]
+#[derive(Default, Debug)]
 pub struct Gradients {
     map: HashMap<TensorId, Tensor>,
 }

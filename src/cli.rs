@@ -75,7 +75,7 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u64).range(1..=65_536))]
     pub batch_size: u64,
     /// Adam learning rate (positive).
-    #[arg(long, default_value_t = 1e-3, value_parser = positive_f32)]
+    #[arg(long, default_value_t = 1e-3, value_parser = positive_f32, allow_negative_numbers = true)]
     pub lr: f32,
     /// Size of the latent code z.
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=4096))]
@@ -90,7 +90,7 @@ pub struct TrainArgs {
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Weight of the KL term of the VAE loss (1 = the ELBO; >1 = beta-VAE).
-    #[arg(long, default_value_t = 1.0, value_parser = non_negative_f32)]
+    #[arg(long, default_value_t = 1.0, value_parser = non_negative_f32, allow_negative_numbers = true)]
     pub beta: f32,
     /// Read the loss back every N steps (progress bar and NaN check).
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..))]

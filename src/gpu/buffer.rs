@@ -28,6 +28,11 @@ pub(crate) struct RawBuffer {
 }
 
 /// Idle buffers by size, and counters for `deepgen bench` / tests.
+///
+/// Each size keeps its idle buffers sorted by id and hands out the lowest id, so
+/// that a training step, which allocates and frees the same sizes in the same
+/// order every time, gets the same buffers every time whatever order they were
+/// freed in: its bind groups (cached by buffer id) are then reused.
 #[derive(Default)]
 pub(crate) struct BufferPool {
     idle: HashMap<u64, Vec<RawBuffer>>,
@@ -40,6 +45,7 @@ impl BufferPool {
     /// Takes an idle buffer of at least `bytes` (rounded), or creates one.
     pub fn take(&mut self, device: &wgpu::Device, bytes: u64) -> RawBuffer {
         let bytes = bytes.max(1).div_ceil(SIZE_QUANTUM) * SIZE_QUANTUM;
+        // Lists are sorted by descending id: pop() yields the lowest.
         if let Some(buf) = self.idle.get_mut(&bytes).and_then(Vec::pop) {
             return buf;
         }
@@ -65,7 +71,8 @@ impl BufferPool {
     pub fn give_back(&mut self, buf: RawBuffer) {
         let list = self.idle.entry(buf.bytes).or_default();
         if list.len() < MAX_IDLE_PER_SIZE {
-            list.push(buf);
+            let at = list.partition_point(|b| b.id > buf.id);
+            list.insert(at, buf);
         }
     }
 

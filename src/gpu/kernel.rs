@@ -173,6 +173,9 @@ impl Kernel {
     }
 }
 
+/// A bind-group layout and the pipeline layout made from it.
+pub(crate) type Layouts = Rc<(wgpu::BindGroupLayout, wgpu::PipelineLayout)>;
+
 /// Key of a compiled pipeline: the kernel and its override constants (name, value bits).
 type PipelineKey = (Kernel, Vec<(&'static str, u64)>);
 
@@ -180,7 +183,7 @@ type PipelineKey = (Kernel, Vec<(&'static str, u64)>);
 #[derive(Default)]
 pub(crate) struct KernelCache {
     modules: RefCell<HashMap<ShaderFile, Rc<wgpu::ShaderModule>>>,
-    layouts: RefCell<HashMap<(u32, u32), Rc<(wgpu::BindGroupLayout, wgpu::PipelineLayout)>>>,
+    layouts: RefCell<HashMap<(u32, u32), Layouts>>,
     pipelines: RefCell<HashMap<PipelineKey, Rc<wgpu::ComputePipeline>>>,
     /// Pipelines compiled so far (a cache miss each).
     pub compiled: std::cell::Cell<u64>,
@@ -189,12 +192,7 @@ pub(crate) struct KernelCache {
 impl KernelCache {
     /// The bind-group layout for `inputs` read-only and `outputs` read-write storage
     /// buffers followed by one dynamically-offset uniform, and its pipeline layout.
-    pub fn layout(
-        &self,
-        device: &wgpu::Device,
-        inputs: u32,
-        outputs: u32,
-    ) -> Rc<(wgpu::BindGroupLayout, wgpu::PipelineLayout)> {
+    pub fn layout(&self, device: &wgpu::Device, inputs: u32, outputs: u32) -> Layouts {
         self.layouts
             .borrow_mut()
             .entry((inputs, outputs))

@@ -1,0 +1,186 @@
+//! The `deepgen` binary spawned as a user runs it: exit status, messages, files.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn deepgen(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_deepgen"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("spawn deepgen")
+}
+
+fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+fn mnist() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist")
+}
+
+#[test]
+fn info_prints_adapter_and_limits() {
+    let o = deepgen(&["info"]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    for key in [
+        "adapter:",
+        "backend:",
+        "driver:",
+        "max storage buffer binding",
+        "max invocations per workgroup",
+        "max workgroup size",
+    ] {
+        assert!(out.contains(key), "info lacks {key}:\n{out}");
+    }
+}
+
+#[test]
+fn train_then_sample_as_a_user_would() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let o = deepgen(&[
+        "train",
+        "vae",
+        "--limit",
+        "256",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "64",
+        "--no-progress",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let (stdout, stderr) = text(&o);
+    assert!(o.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("epoch   1/1") && stdout.contains("test_loss"),
+        "{stdout}"
+    );
+    for f in [
+        "metrics.jsonl",
+        "model.safetensors",
+        "samples.png",
+        "reconstructions.png",
+    ] {
+        assert!(out.join(f).is_file(), "missing {f}");
+    }
+    let ckpt = out.join("model.safetensors");
+    let png = dir.path().join("s.png");
+    let o = deepgen(&[
+        "sample",
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+        "--n",
+        "16",
+        "--out",
+        png.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let img = image::open(&png).unwrap();
+    assert_eq!((img.width(), img.height()), (4 * 30 + 2, 4 * 30 + 2));
+
+    // Asking for another kind of model is refused, naming both kinds.
+    let o = deepgen(&[
+        "sample",
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+        "--model",
+        "ae",
+        "--out",
+        png.to_str().unwrap(),
+    ]);
+    let (_, stderr) = text(&o);
+    assert!(!o.status.success());
+    assert!(
+        stderr.contains("`vae` checkpoint") && stderr.contains("`ae` model"),
+        "{stderr}"
+    );
+
+    // A file that is not a checkpoint is refused with its name.
+    let o = deepgen(&["sample", "--checkpoint", png.to_str().unwrap()]);
+    let (_, stderr) = text(&o);
+    assert!(!o.status.success());
+    assert!(
+        stderr.contains("s.png") && stderr.contains("safetensors"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn invalid_arguments_are_refused_by_the_parser() {
+    for (args, needle) in [
+        (vec!["train", "vae", "--batch-size", "0"], "--batch-size"),
+        (vec!["train", "vae", "--lr", "-0.01"], "positive"),
+        (vec!["train", "vae", "--lr", "0"], "positive"),
+        (vec!["train", "vae", "--latent-dim", "0"], "--latent-dim"),
+        (vec!["train", "vae", "--epochs", "0"], "--epochs"),
+        (vec!["train", "gan-of-doom"], "invalid value"),
+    ] {
+        let o = deepgen(&args);
+        let (_, stderr) = text(&o);
+        assert_eq!(
+            o.status.code(),
+            Some(2),
+            "{args:?} should be a usage error:\n{stderr}"
+        );
+        assert!(
+            stderr.contains(needle),
+            "{args:?}: message lacks {needle}:\n{stderr}"
+        );
+    }
+}
+
+#[test]
+fn missing_data_directory_names_the_path_and_the_fix() {
+    let o = deepgen(&[
+        "train",
+        "vae",
+        "--data",
+        "/no/such/dir",
+        "--no-progress",
+        "--out",
+        "/tmp/deepgen-never",
+    ]);
+    let (_, stderr) = text(&o);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr.contains("/no/such/dir")
+            && stderr.contains("data directory not found")
+            && stderr.contains("data/mnist"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn corrupt_data_file_names_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    for f in std::fs::read_dir(mnist()).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, dir.path().join(f.file_name().unwrap())).unwrap();
+    }
+    // Cut the test labels short: a truncated gzip stream.
+    let labels = dir.path().join("t10k-labels-idx1-ubyte.gz");
+    let bytes = std::fs::read(&labels).unwrap();
+    std::fs::write(&labels, &bytes[..bytes.len() / 2]).unwrap();
+    let o = deepgen(&[
+        "train",
+        "vae",
+        "--data",
+        dir.path().to_str().unwrap(),
+        "--no-progress",
+        "--out",
+        dir.path().join("o").to_str().unwrap(),
+    ]);
+    let (_, stderr) = text(&o);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr.contains("t10k-labels-idx1-ubyte.gz") && stderr.contains("corrupt gzip"),
+        "{stderr}"
+    );
+}

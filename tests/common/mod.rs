@@ -1,0 +1,284 @@
+//! Helpers shared by the integration tests: a GPU per test thread, seeded random
+//! inputs, f64 reference ops, tolerance checks and a finite-difference gradient checker.
+#![allow(dead_code)]
+
+use deepgen::{Gpu, Result, Tensor};
+use rand::{RngExt, SeedableRng, rngs::StdRng};
+
+thread_local! {
+    static GPU: Gpu = Gpu::new().unwrap_or_else(|e| panic!(
+        "these tests need a GPU adapter and found none: {e}\n\
+         On CPU-only Linux install Mesa's software Vulkan driver: apt-get install -y mesa-vulkan-drivers"
+    ));
+}
+
+/// The GPU of this test thread (tests never skip: no adapter is a failure).
+pub fn gpu() -> Gpu {
+    GPU.with(|g| g.clone())
+}
+
+/// `n` values uniform in [lo, hi), seeded.
+pub fn rand_vec(n: usize, seed: u64, lo: f32, hi: f32) -> Vec<f32> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    (0..n).map(|_| rng.random_range(lo..hi)).collect()
+}
+
+/// `n` values uniform in [-1, 1) whose magnitude is at least `gap` (away from kinks at 0).
+pub fn rand_away_from_zero(n: usize, seed: u64, gap: f32) -> Vec<f32> {
+    rand_vec(n, seed, -1.0, 1.0)
+        .into_iter()
+        .map(|v| {
+            if v.abs() < gap {
+                v.signum() * gap + v
+            } else {
+                v
+            }
+        })
+        .collect()
+}
+
+pub fn tensor(data: &[f32], shape: &[usize]) -> Tensor {
+    Tensor::from_slice(&gpu(), data, shape.to_vec()).expect("upload")
+}
+
+pub fn to_f64(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&x| x as f64).collect()
+}
+
+/// Asserts |got - want| <= atol + rtol * |want| element-wise, naming the first failure.
+pub fn assert_close(what: &str, got: &[f32], want: &[f64], rtol: f64, atol: f64) {
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "{what}: length {} vs reference {}",
+        got.len(),
+        want.len()
+    );
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let g = g as f64;
+        assert!(
+            g.is_finite() && (g - w).abs() <= atol + rtol * w.abs(),
+            "{what}: element {i}: got {g}, reference {w} (rtol {rtol}, atol {atol})"
+        );
+    }
+}
+
+// ---- f64 reference ops ---------------------------------------------------------
+
+/// C (m x n) = op(A) op(B) with A, B given in their stored layouts.
+pub fn ref_matmul(
+    a: &[f64],
+    b: &[f64],
+    m: usize,
+    k: usize,
+    n: usize,
+    trans_a: bool,
+    trans_b: bool,
+) -> Vec<f64> {
+    let mut c = vec![0.0; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            let mut acc = 0.0;
+            for p in 0..k {
+                let av = if trans_a { a[p * m + i] } else { a[i * k + p] };
+                let bv = if trans_b { b[j * k + p] } else { b[p * n + j] };
+                acc += av * bv;
+            }
+            c[i * n + j] = acc;
+        }
+    }
+    c
+}
+
+pub fn ref_sigmoid(x: f64) -> f64 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// Per-row sums of BCE with logits (stable form).
+pub fn ref_bce_with_logits(x: &[f64], t: &[f64], rows: usize) -> Vec<f64> {
+    let dim = x.len() / rows;
+    (0..rows)
+        .map(|r| {
+            (0..dim)
+                .map(|d| {
+                    let (xv, tv) = (x[r * dim + d], t[r * dim + d]);
+                    xv.max(0.0) - xv * tv + (1.0 + (-xv.abs()).exp()).ln()
+                })
+                .sum()
+        })
+        .collect()
+}
+
+pub fn ref_kl(mu: &[f64], logvar: &[f64], rows: usize) -> Vec<f64> {
+    let dim = mu.len() / rows;
+    (0..rows)
+        .map(|r| {
+            -0.5 * (0..dim)
+                .map(|d| {
+                    let (m, lv) = (mu[r * dim + d], logvar[r * dim + d]);
+                    1.0 + lv - m * m - lv.exp()
+                })
+                .sum::<f64>()
+        })
+        .collect()
+}
+
+pub fn ref_mse(x: &[f64], t: &[f64], rows: usize) -> Vec<f64> {
+    let dim = x.len() / rows;
+    (0..rows)
+        .map(|r| {
+            (0..dim)
+                .map(|d| (x[r * dim + d] - t[r * dim + d]).powi(2))
+                .sum::<f64>()
+                / dim as f64
+        })
+        .collect()
+}
+
+/// Sum over `axis` of a tensor viewed as (outer, len, inner).
+pub fn ref_reduce(x: &[f64], outer: usize, len: usize, inner: usize, scale: f64) -> Vec<f64> {
+    let mut y = vec![0.0; outer * inner];
+    for o in 0..outer {
+        for l in 0..len {
+            for i in 0..inner {
+                y[o * inner + i] += x[(o * len + l) * inner + i];
+            }
+        }
+    }
+    y.iter().map(|v| v * scale).collect()
+}
+
+// ---- gradient checking ---------------------------------------------------------
+
+/// An input of a gradient check: values, shape, and whether to check its gradient.
+pub struct Input {
+    pub data: Vec<f32>,
+    pub shape: Vec<usize>,
+    pub check: bool,
+}
+
+pub fn input(data: Vec<f32>, shape: &[usize]) -> Input {
+    Input {
+        data,
+        shape: shape.to_vec(),
+        check: true,
+    }
+}
+
+pub fn constant(data: Vec<f32>, shape: &[usize]) -> Input {
+    Input {
+        data,
+        shape: shape.to_vec(),
+        check: false,
+    }
+}
+
+/// Checks the GPU backward of `op` two ways, for L(x) = sum(w * op(x)) with fixed random w:
+/// 1. against central finite differences of the f64 reference `reference` (h = 1e-6),
+///    element by element, relative tolerance `rtol`;
+/// 2. against a central difference of the GPU forward itself along a random direction
+///    (h = 1e-2), so the kernels' forward and backward agree with each other.
+pub fn gradcheck(
+    name: &str,
+    inputs: &[Input],
+    op: impl Fn(&[Tensor]) -> Result<Tensor>,
+    reference: impl Fn(&[Vec<f64>]) -> Vec<f64>,
+    rtol: f64,
+) {
+    let gpu = gpu();
+    let leaves: Vec<Tensor> = inputs
+        .iter()
+        .map(|i| {
+            let t = Tensor::from_slice(&gpu, &i.data, i.shape.clone()).unwrap();
+            if i.check { t.requires_grad_() } else { t }
+        })
+        .collect();
+    let out = op(&leaves).unwrap_or_else(|e| panic!("{name}: forward failed: {e}"));
+    let w = rand_vec(out.numel(), 99, -1.0, 1.0);
+    let w_t = Tensor::from_slice(&gpu, &w, out.shape().clone()).unwrap();
+    let loss = out.mul(&w_t).unwrap().sum().unwrap();
+    let grads = loss
+        .backward()
+        .unwrap_or_else(|e| panic!("{name}: backward failed: {e}"));
+
+    let ref_inputs: Vec<Vec<f64>> = inputs.iter().map(|i| to_f64(&i.data)).collect();
+    let w64 = to_f64(&w);
+    let ref_loss =
+        |xs: &[Vec<f64>]| -> f64 { reference(xs).iter().zip(&w64).map(|(a, b)| a * b).sum() };
+    for (k, inp) in inputs.iter().enumerate() {
+        if !inp.check {
+            continue;
+        }
+        let g = grads
+            .get(&leaves[k])
+            .unwrap_or_else(|| panic!("{name}: no gradient for input {k}"))
+            .to_vec()
+            .unwrap();
+        assert_eq!(
+            g.len(),
+            inp.data.len(),
+            "{name}: gradient {k} has the wrong size"
+        );
+        let h = 1e-6;
+        let mut numeric = Vec::with_capacity(g.len());
+        let mut xs = ref_inputs.clone();
+        for j in 0..inp.data.len() {
+            let orig = xs[k][j];
+            xs[k][j] = orig + h;
+            let plus = ref_loss(&xs);
+            xs[k][j] = orig - h;
+            let minus = ref_loss(&xs);
+            xs[k][j] = orig;
+            numeric.push((plus - minus) / (2.0 * h));
+        }
+        let scale = numeric.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-3);
+        assert_close(
+            &format!("{name}: d/d input {k} vs finite differences"),
+            &g,
+            &numeric,
+            rtol,
+            rtol * scale,
+        );
+
+        // GPU directional derivative.
+        let v = rand_vec(inp.data.len(), 7 + k as u64, -1.0, 1.0);
+        let hd = 1e-2f32;
+        let eval = |sign: f32| -> f64 {
+            let _ng = deepgen::no_grad();
+            let shifted: Vec<Tensor> = inputs
+                .iter()
+                .enumerate()
+                .map(|(kk, i)| {
+                    let data: Vec<f32> = if kk == k {
+                        i.data
+                            .iter()
+                            .zip(&v)
+                            .map(|(x, d)| x + sign * hd * d)
+                            .collect()
+                    } else {
+                        i.data.clone()
+                    };
+                    Tensor::from_slice(&gpu, &data, i.shape.clone()).unwrap()
+                })
+                .collect();
+            let o = op(&shifted).unwrap().to_vec().unwrap();
+            o.iter().zip(&w).map(|(a, b)| *a as f64 * *b as f64).sum()
+        };
+        let fd = (eval(1.0) - eval(-1.0)) / (2.0 * hd as f64);
+        let analytic: f64 = g.iter().zip(&v).map(|(a, b)| *a as f64 * *b as f64).sum();
+        let tol = 2e-2 * analytic.abs().max(fd.abs()).max(1e-2);
+        assert!(
+            (fd - analytic).abs() <= tol,
+            "{name}: input {k}: GPU directional derivative {fd} vs backward {analytic}"
+        );
+    }
+}
+
+/// A one-tensor op under test.
+pub type UnaryOp = fn(&Tensor) -> Result<Tensor>;
+/// A two-tensor op under test.
+pub type BinaryOp = fn(&Tensor, &Tensor) -> Result<Tensor>;
+/// A scalar f64 reference function.
+pub type Ref1 = fn(f64) -> f64;
+/// A binary f64 reference function.
+pub type Ref2 = fn(f64, f64) -> f64;
