@@ -11,8 +11,15 @@ fn main() -> deepgen::Result<()> {
     // `cargo bench -- <filter>` runs only the rows whose name contains the filter.
     let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let gpu = Gpu::new()?;
-    println!("adapter: {} ({})", gpu.summary().name, gpu.summary().backend);
-    println!("{:<10} {:>16} {:>12} {:>10}", "kernel", "M x K x N", "median ms", "GFLOP/s");
+    println!(
+        "adapter: {} ({})",
+        gpu.summary().name,
+        gpu.summary().backend
+    );
+    println!(
+        "{:<10} {:>16} {:>12} {:>10}",
+        "kernel", "M x K x N", "median ms", "GFLOP/s"
+    );
     use MatmulVariant::*;
     let cases = [
         (NN, 1024, 1024, 1024),
@@ -37,7 +44,13 @@ fn main() -> deepgen::Result<()> {
             continue;
         }
         let r = bench_matmul(&gpu, variant, m, k, n, 4e9)?;
-        println!("{:<10} {:>16} {:>12.3} {:>10.2}", r.kernel, r.shape, r.median_seconds * 1e3, r.gflops());
+        println!(
+            "{:<10} {:>16} {:>12.3} {:>10.2}",
+            r.kernel,
+            r.shape,
+            r.median_seconds * 1e3,
+            r.gflops()
+        );
     }
     Ok(())
 }

@@ -13,7 +13,10 @@ use deepgen::{Gpu, Tensor, no_grad};
 use rand::SeedableRng;
 
 fn main() -> deepgen::Result<()> {
-    let epochs: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(3);
+    let epochs: usize = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
     let (batch_size, lr, seed) = (128, 1e-3, 0);
 
     // 1. The GPU, the data (pixels in [0, 1]) and the model: 784-400-(20, 20) / 20-400-784.
@@ -48,7 +51,10 @@ fn main() -> deepgen::Result<()> {
             gpu.flush();
         }
         // 6. One readback per epoch.
-        println!("epoch {epoch}: train loss {:.2} nats per image", loss_sum.item()? / mnist.train.len() as f32);
+        println!(
+            "epoch {epoch}: train loss {:.2} nats per image",
+            loss_sum.item()? / mnist.train.len() as f32
+        );
     }
 
     // 7. Decode 64 draws from the prior N(0, I) into an image grid.

@@ -38,7 +38,12 @@ impl Measurement {
 }
 
 /// Median seconds per call of `op`, run `reps` times per submit, `runs` submits.
-pub fn time_op(gpu: &Gpu, reps: usize, runs: usize, mut op: impl FnMut() -> Result<Tensor>) -> Result<f64> {
+pub fn time_op(
+    gpu: &Gpu,
+    reps: usize,
+    runs: usize,
+    mut op: impl FnMut() -> Result<Tensor>,
+) -> Result<f64> {
     let _no_grad = crate::autograd::no_grad();
     drop(op()?);
     gpu.synchronize()?;
@@ -78,11 +83,20 @@ impl MatmulVariant {
 }
 
 /// Times C (m x n) = op(A) op(B) with contracted dimension k, on random inputs.
-pub fn bench_matmul(gpu: &Gpu, variant: MatmulVariant, m: usize, k: usize, n: usize, budget_flops: f64) -> Result<Measurement> {
+pub fn bench_matmul(
+    gpu: &Gpu,
+    variant: MatmulVariant,
+    m: usize,
+    k: usize,
+    n: usize,
+    budget_flops: f64,
+) -> Result<Measurement> {
     use rand::{RngExt, SeedableRng};
     let mut rng = rand::rngs::StdRng::seed_from_u64(1);
     let mut rand_t = |rows: usize, cols: usize| -> Result<Tensor> {
-        let data: Vec<f32> = (0..rows * cols).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let data: Vec<f32> = (0..rows * cols)
+            .map(|_| rng.random_range(-1.0..1.0))
+            .collect();
         Tensor::from_slice(gpu, &data, [rows, cols])
     };
     let (a, b) = match variant {

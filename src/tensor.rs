@@ -116,6 +116,24 @@ impl Tensor {
         t
     }
 
+    /// Puts `value`, computed without recording by a composite op (conv2d), on the
+    /// tape as the output of `inputs` with one backward rule for the whole op.
+    pub(crate) fn record_op(
+        value: &Tensor,
+        inputs: &[&Tensor],
+        backward: autograd::BackwardFn,
+    ) -> Tensor {
+        let requires_grad = autograd::is_grad_enabled() && inputs.iter().any(|t| t.requires_grad());
+        let t = Tensor::wrap(
+            value.gpu(),
+            value.inner.storage.clone(),
+            value.shape().clone(),
+            requires_grad,
+        );
+        autograd::record(&t, inputs, backward);
+        t
+    }
+
     /// Wraps storage written by a kernel as a tensor outside the graph (gradients, buffers).
     pub(crate) fn from_storage(gpu: &Gpu, storage: Storage, shape: Shape) -> Tensor {
         Tensor::wrap(gpu, Rc::new(storage), shape, false)

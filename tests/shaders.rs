@@ -30,6 +30,8 @@ fn params_size(kernel: Kernel) -> usize {
             size_of::<RowParams>()
         }
         AdamStep => size_of::<AdamParams>(),
+        Im2col | Col2im => size_of::<ConvParams>(),
+        RowsToNchw | NchwToRows => size_of::<LayoutParams>(),
     }
 }
 

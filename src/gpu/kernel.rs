@@ -30,11 +30,13 @@ pub enum ShaderFile {
     Loss,
     /// `shaders/adam.wgsl`
     Adam,
+    /// `shaders/conv.wgsl`
+    Conv,
 }
 
 impl ShaderFile {
     /// Every shader file, for validation tests.
-    pub const ALL: [ShaderFile; 7] = [
+    pub const ALL: [ShaderFile; 8] = [
         ShaderFile::Matmul,
         ShaderFile::Elementwise,
         ShaderFile::Reduce,
@@ -42,6 +44,7 @@ impl ShaderFile {
         ShaderFile::Vae,
         ShaderFile::Loss,
         ShaderFile::Adam,
+        ShaderFile::Conv,
     ];
 
     /// File name under `shaders/`.
@@ -54,6 +57,7 @@ impl ShaderFile {
             ShaderFile::Vae => "vae.wgsl",
             ShaderFile::Loss => "loss.wgsl",
             ShaderFile::Adam => "adam.wgsl",
+            ShaderFile::Conv => "conv.wgsl",
         }
     }
 
@@ -67,6 +71,7 @@ impl ShaderFile {
             ShaderFile::Vae => include_str!("../../shaders/vae.wgsl"),
             ShaderFile::Loss => include_str!("../../shaders/loss.wgsl"),
             ShaderFile::Adam => include_str!("../../shaders/adam.wgsl"),
+            ShaderFile::Conv => include_str!("../../shaders/conv.wgsl"),
         }
     }
 }
@@ -96,6 +101,10 @@ pub enum Kernel {
     MseForward,
     MseBackward,
     AdamStep,
+    Im2col,
+    Col2im,
+    RowsToNchw,
+    NchwToRows,
 }
 
 /// Where a kernel lives and what it binds.
@@ -113,7 +122,7 @@ pub struct KernelSpec {
 
 impl Kernel {
     /// Every kernel, for tests that check each entry point exists.
-    pub const ALL: [Kernel; 21] = [
+    pub const ALL: [Kernel; 25] = [
         Kernel::MatmulNN,
         Kernel::MatmulNT,
         Kernel::MatmulTN,
@@ -135,6 +144,10 @@ impl Kernel {
         Kernel::MseForward,
         Kernel::MseBackward,
         Kernel::AdamStep,
+        Kernel::Im2col,
+        Kernel::Col2im,
+        Kernel::RowsToNchw,
+        Kernel::NchwToRows,
     ];
 
     /// The kernel table: file, entry point, (read inputs, read_write outputs).
@@ -163,6 +176,10 @@ impl Kernel {
             MseForward => (F::Loss, "mse_forward", 2, 1),
             MseBackward => (F::Loss, "mse_backward", 3, 1),
             AdamStep => (F::Adam, "adam_step", 1, 3),
+            Im2col => (F::Conv, "im2col", 1, 1),
+            Col2im => (F::Conv, "col2im", 2, 1),
+            RowsToNchw => (F::Conv, "rows_to_nchw", 2, 1),
+            NchwToRows => (F::Conv, "nchw_to_rows", 1, 1),
         };
         KernelSpec {
             file,

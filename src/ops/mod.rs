@@ -8,17 +8,20 @@
 //! | `elementwise.rs` | `add`, `sub`, `mul`, `div` (with row/scalar broadcast), `relu`, `leaky_relu`, `sigmoid`, `tanh`, `exp`, `scale`, `affine` | `shaders/elementwise.wgsl` |
 //! | `reduce.rs` | `sum`, `mean`, `sum_axis`, `mean_axis` | `shaders/reduce.wgsl` |
 //! | `vae.rs` | `reparameterize`, `kl_divergence` | `shaders/vae.wgsl` |
+//! | `conv.rs` | `conv2d`, `conv_transpose2d` (im2col + matmul) | `shaders/conv.wgsl` |
 //! | `loss.rs` | `bce_with_logits`, `mse_loss` | `shaders/loss.wgsl` |
 //!
 //! Every Params struct here is `#[repr(C)]` + `Pod` with the field order of its
 //! WGSL twin; `tests/shaders.rs` checks that the sizes agree.
 
+pub mod conv;
 pub mod elementwise;
 pub mod loss;
 pub mod matmul;
 pub mod reduce;
 pub mod vae;
 
+pub use conv::{Conv2dOptions, ConvParams, LayoutParams, conv_transpose2d, conv2d};
 pub use elementwise::{BinaryParams, UnaryParams};
 pub use loss::{RowParams, bce_with_logits, mse_loss};
 pub use matmul::MatmulParams;

@@ -282,3 +282,88 @@ pub type BinaryOp = fn(&Tensor, &Tensor) -> Result<Tensor>;
 pub type Ref1 = fn(f64) -> f64;
 /// A binary f64 reference function.
 pub type Ref2 = fn(f64, f64) -> f64;
+
+/// Direct 2-D cross-correlation (NCHW) in f64: x (n, c, h, w), w (o, c, kh, kw).
+#[allow(clippy::too_many_arguments)]
+pub fn ref_conv2d(
+    x: &[f64],
+    wt: &[f64],
+    bias: Option<&[f64]>,
+    [n, c, h, w]: [usize; 4],
+    [o, kh, kw]: [usize; 3],
+    stride: [usize; 2],
+    pad: [usize; 2],
+    dil: [usize; 2],
+) -> (Vec<f64>, [usize; 2]) {
+    let oh = (h + 2 * pad[0] - dil[0] * (kh - 1) - 1) / stride[0] + 1;
+    let ow = (w + 2 * pad[1] - dil[1] * (kw - 1) - 1) / stride[1] + 1;
+    let mut y = vec![0.0; n * o * oh * ow];
+    for ni in 0..n {
+        for oi in 0..o {
+            for y0 in 0..oh {
+                for x0 in 0..ow {
+                    let mut acc = bias.map_or(0.0, |b| b[oi]);
+                    for ci in 0..c {
+                        for ky in 0..kh {
+                            for kx in 0..kw {
+                                let iy = (y0 * stride[0] + ky * dil[0]) as isize - pad[0] as isize;
+                                let ix = (x0 * stride[1] + kx * dil[1]) as isize - pad[1] as isize;
+                                if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w {
+                                    acc += x[((ni * c + ci) * h + iy as usize) * w + ix as usize]
+                                        * wt[((oi * c + ci) * kh + ky) * kw + kx];
+                                }
+                            }
+                        }
+                    }
+                    y[((ni * o + oi) * oh + y0) * ow + x0] = acc;
+                }
+            }
+        }
+    }
+    (y, [oh, ow])
+}
+
+/// Direct 2-D transposed convolution in f64: x (n, cin, h, w), w (cin, cout, kh, kw).
+#[allow(clippy::too_many_arguments)]
+pub fn ref_conv_transpose2d(
+    x: &[f64],
+    wt: &[f64],
+    bias: Option<&[f64]>,
+    [n, cin, h, w]: [usize; 4],
+    [cout, kh, kw]: [usize; 3],
+    stride: [usize; 2],
+    pad: [usize; 2],
+    dil: [usize; 2],
+    out_pad: [usize; 2],
+) -> (Vec<f64>, [usize; 2]) {
+    let oh = (h - 1) * stride[0] + dil[0] * (kh - 1) + out_pad[0] + 1 - 2 * pad[0];
+    let ow = (w - 1) * stride[1] + dil[1] * (kw - 1) + out_pad[1] + 1 - 2 * pad[1];
+    let mut y = vec![0.0; n * cout * oh * ow];
+    for ni in 0..n {
+        for co in 0..cout {
+            for v in y[(ni * cout + co) * oh * ow..(ni * cout + co + 1) * oh * ow].iter_mut() {
+                *v = bias.map_or(0.0, |b| b[co]);
+            }
+        }
+        for ci in 0..cin {
+            for iy in 0..h {
+                for ix in 0..w {
+                    let xv = x[((ni * cin + ci) * h + iy) * w + ix];
+                    for co in 0..cout {
+                        for ky in 0..kh {
+                            for kx in 0..kw {
+                                let y0 = (iy * stride[0] + ky * dil[0]) as isize - pad[0] as isize;
+                                let x0 = (ix * stride[1] + kx * dil[1]) as isize - pad[1] as isize;
+                                if y0 >= 0 && x0 >= 0 && (y0 as usize) < oh && (x0 as usize) < ow {
+                                    y[((ni * cout + co) * oh + y0 as usize) * ow + x0 as usize] +=
+                                        xv * wt[((ci * cout + co) * kh + ky) * kw + kx];
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    (y, [oh, ow])
+}

@@ -1,0 +1,444 @@
+//! conv2d and conv_transpose2d, NCHW, with stride, padding, dilation (and output_padding),
+//! following PyTorch's definitions exactly (kernels in `shaders/conv.wgsl` and `shaders/matmul.wgsl`).
+//!
+//! Algorithm: im2col + our matmul. The input's receptive fields are unfolded into
+//! the rows of a matrix `col (N*OH*OW, C*KH*KW)`; the convolution is then one
+//! product with the weight viewed as `(O, C*KH*KW)`, done by the register-tiled
+//! matmul kernel, which is where the arithmetic is. The extra passes (unfold,
+//! layout change) move O(N*OH*OW*C*KH*KW) floats, small beside the product's
+//! 2*N*OH*OW*O*C*KH*KW flops for the DCGAN's layers. Measured on lavapipe for
+//! the DCGAN discriminator's second layer (see benches/kernels.rs and the README),
+//! this was faster than a direct kernel, because a direct kernel cannot reuse the
+//! matmul's register blocking across output channels.
+//!
+//! Index algebra (one output pixel (oh, ow) sees input (oh*s - p + kh*d, ow*s - p + kw*d)):
+//!
+//! | op | as matrices |
+//! | --- | --- |
+//! | conv2d forward | `Y = im2col(X) W^T` (rows: output pixels; cols: output channels), then rows -> NCHW + bias |
+//! | conv2d dW | `dW = dY^T im2col(X)` |
+//! | conv2d dX | `dX = col2im(dY W)`: the transposed convolution of dY |
+//! | conv2d db | `db = sum over rows of dY` |
+//! | conv_transpose2d forward | `Y = col2im(X W)`: conv2d's dX with the roles of input and output swapped |
+//! | conv_transpose2d dX | `dX = im2col(dY) W^T`: a conv2d of dY |
+//! | conv_transpose2d dW | `dW = X^T im2col(dY)` |
+
+use crate::autograd::no_grad;
+use crate::error::{Error, Result};
+use crate::gpu::{Kernel, Storage, WORKGROUP_1D, grid_1d};
+use crate::shape::Shape;
+use crate::tensor::Tensor;
+
+/// Params of `im2col` and `col2im`: the geometry of a convolution from
+/// `(N, C, H, W)` to `(N, *, OH, OW)` with a `(KH, KW)` kernel.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct ConvParams {
+    /// Batch size.
+    pub n: u32,
+    /// Channels of the convolution's input.
+    pub c: u32,
+    /// Input height.
+    pub h: u32,
+    /// Input width.
+    pub w: u32,
+    /// Kernel height.
+    pub kh: u32,
+    /// Kernel width.
+    pub kw: u32,
+    /// Output height.
+    pub oh: u32,
+    /// Output width.
+    pub ow: u32,
+    /// Vertical stride.
+    pub stride_h: u32,
+    /// Horizontal stride.
+    pub stride_w: u32,
+    /// Zero padding above and below.
+    pub pad_h: u32,
+    /// Zero padding left and right.
+    pub pad_w: u32,
+    /// Vertical dilation.
+    pub dil_h: u32,
+    /// Horizontal dilation.
+    pub dil_w: u32,
+    /// col2im adds `bias[c]` when non-zero.
+    pub has_bias: u32,
+    /// Padding to 64 bytes.
+    pub _pad: u32,
+}
+
+/// Params of `rows_to_nchw` / `nchw_to_rows`: `(N*P, O)` rows <-> `(N, O, P)`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct LayoutParams {
+    /// Batch size.
+    pub n: u32,
+    /// Channels.
+    pub o: u32,
+    /// Pixels per channel (OH * OW).
+    pub p: u32,
+    /// rows_to_nchw adds `bias[o]` when non-zero.
+    pub has_bias: u32,
+}
+
+/// Stride, padding and dilation of a 2-D convolution, as (height, width) pairs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv2dOptions {
+    /// Step between receptive fields (>= 1).
+    pub stride: [usize; 2],
+    /// Implicit zeros on each side.
+    pub padding: [usize; 2],
+    /// Spacing between kernel taps (>= 1).
+    pub dilation: [usize; 2],
+}
+
+impl Default for Conv2dOptions {
+    fn default() -> Self {
+        Conv2dOptions {
+            stride: [1, 1],
+            padding: [0, 0],
+            dilation: [1, 1],
+        }
+    }
+}
+
+impl Conv2dOptions {
+    /// Square stride and padding, no dilation: the common case.
+    pub fn new(stride: usize, padding: usize) -> Conv2dOptions {
+        Conv2dOptions {
+            stride: [stride, stride],
+            padding: [padding, padding],
+            dilation: [1, 1],
+        }
+    }
+}
+
+/// The geometry of a convolution from `input (N, C, H, W)` to `output (N, _, OH, OW)`.
+fn conv_params(
+    input: [usize; 4],
+    kernel: [usize; 2],
+    output: [usize; 2],
+    opt: &Conv2dOptions,
+) -> ConvParams {
+    ConvParams {
+        n: input[0] as u32,
+        c: input[1] as u32,
+        h: input[2] as u32,
+        w: input[3] as u32,
+        kh: kernel[0] as u32,
+        kw: kernel[1] as u32,
+        oh: output[0] as u32,
+        ow: output[1] as u32,
+        stride_h: opt.stride[0] as u32,
+        stride_w: opt.stride[1] as u32,
+        pad_h: opt.padding[0] as u32,
+        pad_w: opt.padding[1] as u32,
+        dil_h: opt.dilation[0] as u32,
+        dil_w: opt.dilation[1] as u32,
+        has_bias: 0,
+        _pad: 0,
+    }
+}
+
+/// Unfolds the receptive fields of `x` (NCHW storage) into `col (N*OH*OW, C*KH*KW)`.
+fn im2col(x: &Tensor, p: ConvParams) -> Result<Tensor> {
+    let rows = (p.n * p.oh * p.ow) as usize;
+    let cols = (p.c * p.kh * p.kw) as usize;
+    let col = Tensor::alloc(x.gpu(), "im2col", rows * cols)?;
+    x.gpu().dispatch(
+        Kernel::Im2col,
+        &[],
+        &[x.storage(), &col],
+        &p,
+        grid_1d((rows * cols) as u64, WORKGROUP_1D),
+    );
+    Ok(Tensor::from_storage(x.gpu(), col, [rows, cols].into()))
+}
+
+/// Folds `col (N*OH*OW, C*KH*KW)` back into `(N, C, H, W)`, summing overlaps, plus `bias[c]`.
+fn col2im(col: &Tensor, mut p: ConvParams, bias: Option<&Tensor>) -> Result<Tensor> {
+    let n = (p.n * p.c * p.h * p.w) as usize;
+    let out = Tensor::alloc(col.gpu(), "col2im", n)?;
+    p.has_bias = bias.is_some() as u32;
+    // Without a bias the binding is unused; any buffer fills it.
+    let bias_storage: &Storage = bias.map_or(col.storage(), |b| b.storage());
+    col.gpu().dispatch(
+        Kernel::Col2im,
+        &[],
+        &[col.storage(), bias_storage, &out],
+        &p,
+        grid_1d(n as u64, WORKGROUP_1D),
+    );
+    let shape = [p.n, p.c, p.h, p.w].map(|d| d as usize);
+    Ok(Tensor::from_storage(col.gpu(), out, shape.into()))
+}
+
+/// `m (N*P, O)` -> `(N, O, P)` reshaped to `shape`, plus `bias[o]`.
+fn rows_to_nchw(
+    m: &Tensor,
+    bias: Option<&Tensor>,
+    n: usize,
+    o: usize,
+    p: usize,
+    shape: Shape,
+) -> Result<Tensor> {
+    let out = Tensor::alloc(m.gpu(), "rows_to_nchw", n * o * p)?;
+    let params = LayoutParams {
+        n: n as u32,
+        o: o as u32,
+        p: p as u32,
+        has_bias: bias.is_some() as u32,
+    };
+    let bias_storage: &Storage = bias.map_or(m.storage(), |b| b.storage());
+    m.gpu().dispatch(
+        Kernel::RowsToNchw,
+        &[],
+        &[m.storage(), bias_storage, &out],
+        &params,
+        grid_1d((n * o * p) as u64, WORKGROUP_1D),
+    );
+    Ok(Tensor::from_storage(m.gpu(), out, shape))
+}
+
+/// `(N, O, P)` -> rows `(N*P, O)`.
+fn nchw_to_rows(y: &Tensor, n: usize, o: usize, p: usize) -> Result<Tensor> {
+    let out = Tensor::alloc(y.gpu(), "nchw_to_rows", n * o * p)?;
+    let params = LayoutParams {
+        n: n as u32,
+        o: o as u32,
+        p: p as u32,
+        has_bias: 0,
+    };
+    y.gpu().dispatch(
+        Kernel::NchwToRows,
+        &[],
+        &[y.storage(), &out],
+        &params,
+        grid_1d((n * o * p) as u64, WORKGROUP_1D),
+    );
+    Ok(Tensor::from_storage(y.gpu(), out, [n * p, o].into()))
+}
+
+fn dims4(op: &'static str, what: &str, t: &Tensor) -> Result<[usize; 4]> {
+    t.dims()
+        .try_into()
+        .map_err(|_| Error::shape(op, format!("{what} must be 4-D (NCHW), got {}", t.shape())))
+}
+
+fn check_options(op: &'static str, opt: &Conv2dOptions) -> Result<()> {
+    if opt.stride.contains(&0) || opt.dilation.contains(&0) {
+        return Err(Error::shape(
+            op,
+            format!(
+                "stride {:?} and dilation {:?} must be >= 1",
+                opt.stride, opt.dilation
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn check_bias(op: &'static str, bias: Option<&Tensor>, channels: usize) -> Result<()> {
+    if let Some(b) = bias
+        && b.dims() != [channels]
+    {
+        return Err(Error::shape(
+            op,
+            format!("bias {} must be ({channels},)", b.shape()),
+        ));
+    }
+    Ok(())
+}
+
+/// Output size of a convolution along one axis (PyTorch's formula), if at least 1.
+fn conv_out(input: usize, kernel: usize, stride: usize, pad: usize, dil: usize) -> Option<usize> {
+    let span = dil * (kernel - 1) + 1;
+    (input + 2 * pad).checked_sub(span).map(|v| v / stride + 1)
+}
+
+/// 2-D convolution (cross-correlation, as `torch.nn.functional.conv2d`).
+///
+/// Shapes: `x (N, C, H, W)`, `weight (O, C, KH, KW)`, `bias (O,)` ->
+/// `(N, O, OH, OW)` with `OH = (H + 2 padding - dilation (KH - 1) - 1) / stride + 1`.
+///
+/// Errors: [`Error::Shape`] naming the shapes if they are not 4-D, the channels
+/// differ, the bias is not `(O,)`, stride or dilation is 0, or the output would be empty.
+pub fn conv2d(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    opt: Conv2dOptions,
+) -> Result<Tensor> {
+    const OP: &str = "conv2d";
+    check_options(OP, &opt)?;
+    let [n, c, h, w] = dims4(OP, "input", x)?;
+    let [o, wc, kh, kw] = dims4(OP, "weight", weight)?;
+    if wc != c || kh == 0 || kw == 0 {
+        return Err(Error::shape(
+            OP,
+            format!(
+                "input {} has {c} channels; weight {} must be (out_channels, {c}, KH, KW)",
+                x.shape(),
+                weight.shape()
+            ),
+        ));
+    }
+    check_bias(OP, bias, o)?;
+    let (Some(oh), Some(ow)) = (
+        conv_out(h, kh, opt.stride[0], opt.padding[0], opt.dilation[0]),
+        conv_out(w, kw, opt.stride[1], opt.padding[1], opt.dilation[1]),
+    ) else {
+        return Err(Error::shape(
+            OP,
+            format!(
+                "kernel {kh}x{kw} (dilation {:?}) is larger than the padded input {}",
+                opt.dilation,
+                x.shape()
+            ),
+        ));
+    };
+    let geom = conv_params([n, c, h, w], [kh, kw], [oh, ow], &opt);
+    let p = oh * ow;
+    let (col, w_flat, y) = {
+        let _no_grad = no_grad();
+        let col = im2col(x, geom)?;
+        let w_flat = weight.detach().reshape([o, c * kh * kw])?;
+        let m = col.matmul_nt(&w_flat)?;
+        let y = rows_to_nchw(&m, bias, n, o, p, [n, o, oh, ow].into())?;
+        (col, w_flat, y)
+    };
+    let mut inputs = vec![x, weight];
+    inputs.extend(bias);
+    let (x_wants, w_wants, b_wants) = (
+        x.requires_grad(),
+        weight.requires_grad(),
+        bias.is_some_and(Tensor::requires_grad),
+    );
+    let x_shape = x.shape().clone();
+    let backward = Box::new(move |dy: &Tensor| -> Result<Vec<Option<Tensor>>> {
+        let dy_m = nchw_to_rows(dy, n, o, p)?;
+        let dx = if x_wants {
+            Some(col2im(&dy_m.matmul(&w_flat)?, geom, None)?.reshape(x_shape)?)
+        } else {
+            None
+        };
+        let dw = if w_wants {
+            Some(dy_m.matmul_tn(&col)?.reshape([o, c, kh, kw])?)
+        } else {
+            None
+        };
+        let mut grads = vec![dx, dw];
+        if b_wants {
+            grads.push(Some(dy_m.sum_axis(0)?));
+        }
+        Ok(grads)
+    });
+    Ok(Tensor::record_op(&y, &inputs, backward))
+}
+
+/// 2-D transposed convolution (`torch.nn.functional.conv_transpose2d`): the gradient
+/// of conv2d with respect to its input, used to upsample in generators and decoders.
+///
+/// Shapes: `x (N, C_in, H, W)`, `weight (C_in, C_out, KH, KW)` (PyTorch's layout),
+/// `bias (C_out,)` -> `(N, C_out, OH, OW)` with
+/// `OH = (H - 1) stride - 2 padding + dilation (KH - 1) + output_padding + 1`.
+///
+/// Errors: [`Error::Shape`] if the shapes do not fit, stride or dilation is 0,
+/// `output_padding` is not smaller than the stride or the dilation (PyTorch's rule),
+/// or the output would be empty.
+pub fn conv_transpose2d(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    opt: Conv2dOptions,
+    output_padding: [usize; 2],
+) -> Result<Tensor> {
+    const OP: &str = "conv_transpose2d";
+    check_options(OP, &opt)?;
+    let [n, cin, h, w] = dims4(OP, "input", x)?;
+    let [wcin, cout, kh, kw] = dims4(OP, "weight", weight)?;
+    if wcin != cin || kh == 0 || kw == 0 {
+        return Err(Error::shape(
+            OP,
+            format!(
+                "input {} has {cin} channels; weight {} must be ({cin}, out_channels, KH, KW)",
+                x.shape(),
+                weight.shape()
+            ),
+        ));
+    }
+    check_bias(OP, bias, cout)?;
+    for a in 0..2 {
+        if output_padding[a] >= opt.stride[a].max(opt.dilation[a]) {
+            return Err(Error::shape(
+                OP,
+                format!(
+                    "output_padding {output_padding:?} must be smaller than stride {:?} or dilation {:?}",
+                    opt.stride, opt.dilation
+                ),
+            ));
+        }
+    }
+    let out_size = |i: usize, k: usize, a: usize| -> Option<usize> {
+        ((i - 1) * opt.stride[a] + opt.dilation[a] * (k - 1) + output_padding[a] + 1)
+            .checked_sub(2 * opt.padding[a])
+            .filter(|&v| v > 0)
+    };
+    let (Some(oh), Some(ow)) = (out_size(h, kh, 0), out_size(w, kw, 1)) else {
+        return Err(Error::shape(
+            OP,
+            format!(
+                "padding {:?} leaves no output for input {}",
+                opt.padding,
+                x.shape()
+            ),
+        ));
+    };
+    // The convolution this op is the transpose of: from y (N, C_out, OH, OW) to x (N, C_in, H, W).
+    let geom = conv_params([n, cout, oh, ow], [kh, kw], [h, w], &opt);
+    let p = h * w;
+    let (x_m, w_flat, y) = {
+        let _no_grad = no_grad();
+        let x_m = nchw_to_rows(x, n, cin, p)?;
+        let w_flat = weight.detach().reshape([cin, cout * kh * kw])?;
+        let y = col2im(&x_m.matmul(&w_flat)?, geom, bias)?;
+        (x_m, w_flat, y)
+    };
+    let mut inputs = vec![x, weight];
+    inputs.extend(bias);
+    let (x_wants, w_wants, b_wants) = (
+        x.requires_grad(),
+        weight.requires_grad(),
+        bias.is_some_and(Tensor::requires_grad),
+    );
+    let x_shape = x.shape().clone();
+    let backward = Box::new(move |dy: &Tensor| -> Result<Vec<Option<Tensor>>> {
+        let dcol = im2col(dy, geom)?;
+        let dx = if x_wants {
+            Some(rows_to_nchw(
+                &dcol.matmul_nt(&w_flat)?,
+                None,
+                n,
+                cin,
+                p,
+                x_shape,
+            )?)
+        } else {
+            None
+        };
+        let dw = if w_wants {
+            Some(x_m.matmul_tn(&dcol)?.reshape([cin, cout, kh, kw])?)
+        } else {
+            None
+        };
+        let mut grads = vec![dx, dw];
+        if b_wants {
+            grads.push(Some(
+                dy.reshape([n, cout, oh * ow])?.sum_axis(2)?.sum_axis(0)?,
+            ));
+        }
+        Ok(grads)
+    });
+    Ok(Tensor::record_op(&y, &inputs, backward))
+}
