@@ -10,6 +10,16 @@ use deepgen::ops::{Conv2dOptions, conv_transpose2d, conv2d};
 /// (input NCHW, (out channels, KH, KW), stride, padding, dilation)
 type Case = ([usize; 4], [usize; 3], [usize; 2], [usize; 2], [usize; 2]);
 
+/// (input NCHW, (C_out, KH, KW), stride, padding, dilation, output_padding)
+type TransposeCase = (
+    [usize; 4],
+    [usize; 3],
+    [usize; 2],
+    [usize; 2],
+    [usize; 2],
+    [usize; 2],
+);
+
 const CASES: [Case; 7] = [
     ([1, 1, 1, 1], [1, 1, 1], [1, 1], [0, 0], [1, 1]),
     ([1, 3, 7, 7], [4, 3, 3], [1, 1], [1, 1], [1, 1]),
@@ -66,14 +76,7 @@ fn conv2d_forward_matches_reference() {
 #[test]
 fn conv_transpose2d_forward_matches_reference() {
     // (input, (C_out, KH, KW), stride, padding, dilation, output_padding)
-    let cases: [(
-        [usize; 4],
-        [usize; 3],
-        [usize; 2],
-        [usize; 2],
-        [usize; 2],
-        [usize; 2],
-    ); 6] = [
+    let cases: [TransposeCase; 6] = [
         ([1, 1, 1, 1], [1, 1, 1], [1, 1], [0, 0], [1, 1], [0, 0]),
         ([1, 3, 7, 7], [2, 3, 3], [1, 1], [1, 1], [1, 1], [0, 0]),
         ([2, 4, 7, 7], [3, 4, 4], [2, 2], [1, 1], [1, 1], [0, 0]),
@@ -225,14 +228,7 @@ fn conv2d_backward() {
 
 #[test]
 fn conv_transpose2d_backward() {
-    let cases: [(
-        [usize; 4],
-        [usize; 3],
-        [usize; 2],
-        [usize; 2],
-        [usize; 2],
-        [usize; 2],
-    ); 4] = [
+    let cases: [TransposeCase; 4] = [
         ([1, 1, 1, 1], [1, 1, 1], [1, 1], [0, 0], [1, 1], [0, 0]),
         ([1, 3, 5, 5], [2, 3, 3], [1, 1], [1, 1], [1, 1], [0, 0]),
         ([2, 3, 4, 3], [2, 4, 4], [2, 2], [1, 1], [1, 1], [0, 0]),

@@ -7,7 +7,8 @@ use std::mem::size_of;
 
 use deepgen::gpu::{Kernel, MAX_PARAMS_BYTES, ShaderFile};
 use deepgen::ops::{
-    BinaryParams, ElemParams, MatmulParams, ReduceParams, RowParams, RowsParams, UnaryParams,
+    BinaryParams, ConvParams, ElemParams, LayoutParams, MatmulParams, ReduceParams, RowParams,
+    RowsParams, UnaryParams,
 };
 use deepgen::optim::AdamParams;
 use deepgen::tensor::{FillParams, RandnParams};
