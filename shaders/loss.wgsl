@@ -9,10 +9,16 @@
 //                             0 x, 1 t, 2 loss, 3 RowParams
 //   mse_backward              dx = dloss[b] * 2 (x - t) / D
 //                             0 x, 1 t, 2 dloss, 3 dx, 4 RowParams
+//   softmax_cross_entropy_forward   loss[b] = logsumexp_c x[b, c] - x[b, label[b]]   (nats; labels are
+//                                   class indices stored as f32; one outside [0, C) gives NaN)
+//                                   0 x, 1 labels; 2 loss, 3 lse; 4 RowParams
+//   softmax_cross_entropy_backward  dx = (exp(x - lse[b]) - onehot(label[b])) * dloss[b]
+//                                   0 x, 1 labels, 2 lse, 3 dloss; 4 dx; 5 RowParams
+// NOTE: logsumexp is computed as max + log(sum exp(x - max)), so no exp overflows.
 // NOTE: binary cross-entropy on logits is written in the form above (as PyTorch's
 // BCEWithLogitsLoss) so that no exp of a large positive number and no log of 0 is
 // evaluated: it is finite and exact to f32 rounding for logits of any size (|x| = 100 included).
-// Dispatch grid: forwards: one workgroup of 256 per row, grid (min(B, 65535), ceil(B / 65535), 1);
+// Dispatch grid: forwards (and softmax_cross_entropy_forward): one workgroup of 256 per row, grid (min(B, 65535), ceil(B / 65535), 1);
 // backwards: grid_1d(B * D, 256).
 
 struct RowParams {
@@ -33,6 +39,21 @@ fn workgroup_sum(lid: u32, value: f32) -> f32 {
     for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
         if (lid < stride) {
             partial[lid] += partial[lid + stride];
+        }
+        workgroupBarrier();
+    }
+    let total = partial[0];
+    workgroupBarrier();
+    return total;
+}
+
+// Maximum of `value` over the 256 invocations of the workgroup (call from uniform control flow).
+fn workgroup_max(lid: u32, value: f32) -> f32 {
+    partial[lid] = value;
+    workgroupBarrier();
+    for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
+        if (lid < stride) {
+            partial[lid] = max(partial[lid], partial[lid + stride]);
         }
         workgroupBarrier();
     }
@@ -125,4 +146,64 @@ fn mse_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     let i = gid.x + gid.y * nwg.x * WG;
     if (i >= mb_p.rows * mb_p.dim) { return; }
     mb_dx[i] = mb_dloss[i / mb_p.dim] * 2.0 * (mb_x[i] - mb_t[i]) / f32(mb_p.dim);
+}
+
+@group(0) @binding(0) var<storage, read> sf_x: array<f32>;
+@group(0) @binding(1) var<storage, read> sf_labels: array<f32>;
+@group(0) @binding(2) var<storage, read_write> sf_loss: array<f32>;
+@group(0) @binding(3) var<storage, read_write> sf_lse: array<f32>;
+@group(0) @binding(4) var<uniform> sf_p: RowParams;
+
+@compute @workgroup_size(256)
+fn softmax_cross_entropy_forward(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let row = wid.x + wid.y * nwg.x;
+    let valid = row < sf_p.rows;
+    let base = row * sf_p.dim;
+    var m = -3.0e38;
+    if (valid) {
+        for (var d = lid; d < sf_p.dim; d += WG) {
+            m = max(m, sf_x[base + d]);
+        }
+    }
+    let row_max = workgroup_max(lid, m);
+    var acc = 0.0;
+    if (valid) {
+        for (var d = lid; d < sf_p.dim; d += WG) {
+            acc += exp(sf_x[base + d] - row_max);
+        }
+    }
+    let total = workgroup_sum(lid, acc);
+    if (lid == 0u && valid) {
+        let lse = row_max + log(total);
+        let label = sf_labels[row];
+        var loss = lse - sf_x[base + min(u32(max(label, 0.0)), sf_p.dim - 1u)];
+        if (!(label >= 0.0 && label < f32(sf_p.dim))) {
+            // An invalid label: a quiet NaN, which the training loop's check reports. (Built from a
+            // runtime value, since WGSL forbids NaN in constant expressions; _pad0 is 0.)
+            loss = bitcast<f32>(0x7fc00000u | sf_p._pad0);
+        }
+        sf_loss[row] = loss;
+        sf_lse[row] = lse;
+    }
+}
+
+@group(0) @binding(0) var<storage, read> sb_x: array<f32>;
+@group(0) @binding(1) var<storage, read> sb_labels: array<f32>;
+@group(0) @binding(2) var<storage, read> sb_lse: array<f32>;
+@group(0) @binding(3) var<storage, read> sb_dloss: array<f32>;
+@group(0) @binding(4) var<storage, read_write> sb_dx: array<f32>;
+@group(0) @binding(5) var<uniform> sb_p: RowParams;
+
+@compute @workgroup_size(256)
+fn softmax_cross_entropy_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * WG;
+    if (i >= sb_p.rows * sb_p.dim) { return; }
+    let row = i / sb_p.dim;
+    let c = i % sb_p.dim;
+    let onehot = select(0.0, 1.0, u32(sb_labels[row]) == c);
+    sb_dx[i] = (exp(sb_x[i] - sb_lse[row]) - onehot) * sb_dloss[row];
 }

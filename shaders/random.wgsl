@@ -1,4 +1,4 @@
-// random.wgsl: seeded standard normal samples on the GPU.
+// random.wgsl: seeded random numbers on the GPU: normal samples and dropout masks.
 //
 // randn: out[i] ~ N(0, 1), i < n. Counter-based: thread t evaluates
 // Philox-4x32-10 (Salmon et al. 2011, "Parallel random numbers: as easy as 1, 2, 3")
@@ -7,6 +7,11 @@
 // The same seed and counter always give the same numbers, on any adapter.
 // Bindings: 0 out (read_write), 1 RandnParams (uniform).
 // Dispatch grid: grid_1d(ceil(n / 4), 256); each thread writes out[4t .. 4t + 3].
+//
+// dropout: mask[i] = scale if u_i < keep else 0 (u_i uniform in (0, 1) from the same Philox
+// stream; keep = 1 - p, scale = 1 / keep, Srivastava et al. 2014 with "inverted" scaling),
+// y[i] = x[i] * mask[i]. Bindings: 0 x (read); 1 y, 2 mask (read_write); 3 DropoutParams.
+// Dispatch grid: grid_1d(ceil(n / 4), 256); four elements per thread.
 
 struct RandnParams {
     n: u32,
@@ -17,6 +22,17 @@ struct RandnParams {
     _pad0: u32,
     _pad1: u32,
     _pad2: u32,
+}
+
+struct DropoutParams {
+    n: u32,
+    keep: f32,
+    scale: f32,
+    seed_lo: u32,
+    seed_hi: u32,
+    counter_lo: u32,
+    counter_hi: u32,
+    _pad: u32,
 }
 
 @group(0) @binding(0) var<storage, read_write> out: array<f32>;
@@ -63,14 +79,19 @@ fn to_unit(x: u32) -> f32 {
     return (f32(x >> 8u) + 0.5) * (1.0 / 16777216.0);
 }
 
+// The four Philox words of thread t for a generator at (seed, counter).
+fn philox_for_thread(t: u32, counter_lo: u32, counter_hi: u32, seed_lo: u32, seed_hi: u32) -> vec4<u32> {
+    let lo = counter_lo + t;
+    let carry = select(0u, 1u, lo < t);
+    return philox4x32_10(vec4<u32>(lo, counter_hi + carry, 0u, 0u), vec2<u32>(seed_lo, seed_hi));
+}
+
 @compute @workgroup_size(256)
 fn randn(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let t = gid.x + gid.y * nwg.x * WG;
     let first = t * 4u;
     if (first >= p.n) { return; }
-    let lo = p.counter_lo + t;
-    let carry = select(0u, 1u, lo < t);
-    let bits = philox4x32_10(vec4<u32>(lo, p.counter_hi + carry, 0u, 0u), vec2<u32>(p.seed_lo, p.seed_hi));
+    let bits = philox_for_thread(t, p.counter_lo, p.counter_hi, p.seed_lo, p.seed_hi);
     let r0 = sqrt(-2.0 * log(to_unit(bits.x)));
     let r1 = sqrt(-2.0 * log(to_unit(bits.z)));
     let z = vec4<f32>(
@@ -82,6 +103,27 @@ fn randn(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups)
     for (var j = 0u; j < 4u; j++) {
         if (first + j < p.n) {
             out[first + j] = z[j];
+        }
+    }
+}
+
+@group(0) @binding(0) var<storage, read> d_x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> d_y: array<f32>;
+@group(0) @binding(2) var<storage, read_write> d_mask: array<f32>;
+@group(0) @binding(3) var<uniform> d_p: DropoutParams;
+
+@compute @workgroup_size(256)
+fn dropout(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = gid.x + gid.y * nwg.x * WG;
+    let first = t * 4u;
+    if (first >= d_p.n) { return; }
+    let bits = philox_for_thread(t, d_p.counter_lo, d_p.counter_hi, d_p.seed_lo, d_p.seed_hi);
+    for (var j = 0u; j < 4u; j++) {
+        let i = first + j;
+        if (i < d_p.n) {
+            let m = select(0.0, d_p.scale, to_unit(bits[j]) < d_p.keep);
+            d_mask[i] = m;
+            d_y[i] = d_x[i] * m;
         }
     }
 }

@@ -65,24 +65,6 @@ pub struct FillParams {
     pub _pad: [u32; 2],
 }
 
-/// Params of `randn` in `shaders/random.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct RandnParams {
-    /// Number of elements.
-    pub n: u32,
-    /// Philox key (the seed), low and high words.
-    pub seed_lo: u32,
-    /// High word of the seed.
-    pub seed_hi: u32,
-    /// First counter value (advanced by the generator after each call), low word.
-    pub counter_lo: u32,
-    /// High word of the counter.
-    pub counter_hi: u32,
-    /// Padding to 32 bytes.
-    pub _pad: [u32; 3],
-}
-
 impl Tensor {
     /// Wraps freshly written storage as a tensor, recording it on the tape if any
     /// input requires grad. Used by every op.
@@ -207,33 +189,6 @@ impl Tensor {
     /// A tensor of zeros.
     pub fn zeros(gpu: &Gpu, shape: impl Into<Shape>) -> Result<Tensor> {
         Tensor::full(gpu, shape, 0.0)
-    }
-
-    /// Samples of N(0, 1) drawn on the GPU by the seeded counter-based generator
-    /// (Philox-4x32-10, Salmon et al. 2011, with the Box-Muller transform).
-    /// The same [`Gpu::manual_seed`] and sequence of calls give the same numbers.
-    pub fn randn(gpu: &Gpu, shape: impl Into<Shape>) -> Result<Tensor> {
-        let shape = shape.into();
-        let n = shape.numel();
-        let out = Tensor::alloc(gpu, "randn", n)?;
-        // Each Philox call yields 4 normals; reserve one counter per 4 elements.
-        let (seed, counter) = gpu.next_random_offset((n as u64).div_ceil(4));
-        let params = RandnParams {
-            n: n as u32,
-            seed_lo: seed as u32,
-            seed_hi: (seed >> 32) as u32,
-            counter_lo: counter as u32,
-            counter_hi: (counter >> 32) as u32,
-            _pad: [0; 3],
-        };
-        gpu.dispatch(
-            Kernel::Randn,
-            &[],
-            &[&out],
-            &params,
-            grid_1d((n as u64).div_ceil(4), WORKGROUP_1D),
-        );
-        Ok(Tensor::wrap(gpu, Rc::new(out), shape, false))
     }
 
     /// This tensor as a leaf that requires grad (a parameter). Shares the data.

@@ -10,8 +10,9 @@ use deepgen::ops::{
     BinaryParams, ConvParams, ElemParams, LayoutParams, MatmulParams, ReduceParams, RowParams,
     RowsParams, UnaryParams,
 };
+use deepgen::ops::{DropoutParams, NormParams, RandnParams};
 use deepgen::optim::AdamParams;
-use deepgen::tensor::{FillParams, RandnParams};
+use deepgen::tensor::FillParams;
 use naga::valid::{Capabilities, GlobalUse, ValidationFlags, Validator};
 
 /// The Rust Params struct of each kernel (an exhaustive match: a new kernel must be added here).
@@ -33,6 +34,11 @@ fn params_size(kernel: Kernel) -> usize {
         AdamStep => size_of::<AdamParams>(),
         Im2col | Col2im => size_of::<ConvParams>(),
         RowsToNchw | NchwToRows => size_of::<LayoutParams>(),
+        BatchNormStats | BatchNormForward | BatchNormBackwardReduce | BatchNormBackwardDx => {
+            size_of::<NormParams>()
+        }
+        Dropout => size_of::<DropoutParams>(),
+        SoftmaxCrossEntropyForward | SoftmaxCrossEntropyBackward => size_of::<RowParams>(),
     }
 }
 

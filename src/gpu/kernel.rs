@@ -32,11 +32,13 @@ pub enum ShaderFile {
     Adam,
     /// `shaders/conv.wgsl`
     Conv,
+    /// `shaders/norm.wgsl`
+    Norm,
 }
 
 impl ShaderFile {
     /// Every shader file, for validation tests.
-    pub const ALL: [ShaderFile; 8] = [
+    pub const ALL: [ShaderFile; 9] = [
         ShaderFile::Matmul,
         ShaderFile::Elementwise,
         ShaderFile::Reduce,
@@ -45,6 +47,7 @@ impl ShaderFile {
         ShaderFile::Loss,
         ShaderFile::Adam,
         ShaderFile::Conv,
+        ShaderFile::Norm,
     ];
 
     /// File name under `shaders/`.
@@ -58,6 +61,7 @@ impl ShaderFile {
             ShaderFile::Loss => "loss.wgsl",
             ShaderFile::Adam => "adam.wgsl",
             ShaderFile::Conv => "conv.wgsl",
+            ShaderFile::Norm => "norm.wgsl",
         }
     }
 
@@ -72,6 +76,7 @@ impl ShaderFile {
             ShaderFile::Loss => include_str!("../../shaders/loss.wgsl"),
             ShaderFile::Adam => include_str!("../../shaders/adam.wgsl"),
             ShaderFile::Conv => include_str!("../../shaders/conv.wgsl"),
+            ShaderFile::Norm => include_str!("../../shaders/norm.wgsl"),
         }
     }
 }
@@ -105,6 +110,13 @@ pub enum Kernel {
     Col2im,
     RowsToNchw,
     NchwToRows,
+    BatchNormStats,
+    BatchNormForward,
+    BatchNormBackwardReduce,
+    BatchNormBackwardDx,
+    Dropout,
+    SoftmaxCrossEntropyForward,
+    SoftmaxCrossEntropyBackward,
 }
 
 /// Where a kernel lives and what it binds.
@@ -122,7 +134,7 @@ pub struct KernelSpec {
 
 impl Kernel {
     /// Every kernel, for tests that check each entry point exists.
-    pub const ALL: [Kernel; 25] = [
+    pub const ALL: [Kernel; 32] = [
         Kernel::MatmulNN,
         Kernel::MatmulNT,
         Kernel::MatmulTN,
@@ -148,6 +160,13 @@ impl Kernel {
         Kernel::Col2im,
         Kernel::RowsToNchw,
         Kernel::NchwToRows,
+        Kernel::BatchNormStats,
+        Kernel::BatchNormForward,
+        Kernel::BatchNormBackwardReduce,
+        Kernel::BatchNormBackwardDx,
+        Kernel::Dropout,
+        Kernel::SoftmaxCrossEntropyForward,
+        Kernel::SoftmaxCrossEntropyBackward,
     ];
 
     /// The kernel table: file, entry point, (read inputs, read_write outputs).
@@ -180,6 +199,13 @@ impl Kernel {
             Col2im => (F::Conv, "col2im", 2, 1),
             RowsToNchw => (F::Conv, "rows_to_nchw", 2, 1),
             NchwToRows => (F::Conv, "nchw_to_rows", 1, 1),
+            BatchNormStats => (F::Norm, "batch_norm_stats", 1, 4),
+            BatchNormForward => (F::Norm, "batch_norm_forward", 5, 1),
+            BatchNormBackwardReduce => (F::Norm, "batch_norm_backward_reduce", 4, 2),
+            BatchNormBackwardDx => (F::Norm, "batch_norm_backward_dx", 7, 1),
+            Dropout => (F::Random, "dropout", 1, 2),
+            SoftmaxCrossEntropyForward => (F::Loss, "softmax_cross_entropy_forward", 2, 2),
+            SoftmaxCrossEntropyBackward => (F::Loss, "softmax_cross_entropy_backward", 4, 1),
         };
         KernelSpec {
             file,

@@ -118,3 +118,77 @@ pub fn mse_loss(pred: &Tensor, target: &Tensor) -> Result<Tensor> {
         Kernel::MseBackward,
     )
 }
+
+/// Softmax cross-entropy with logits, per sample, in nats:
+/// `loss[b] = log sum_c exp(x[b, c]) - x[b, label[b]]` (PyTorch's `CrossEntropyLoss(reduction='none')`),
+/// computed with the max subtracted so that no exp overflows.
+///
+/// Shapes: `logits (batch_size, classes)`, `labels (batch_size,)` holding class indices as
+/// f32 (0.0, 1.0, ...) -> `(batch_size,)`. A label outside [0, classes) gives NaN for
+/// its sample. The gradient flows to the logits: `(softmax(x) - onehot(label)) * dloss`.
+///
+/// Errors: [`Error::Shape`] unless logits are a matrix and labels a vector of its rows.
+pub fn softmax_cross_entropy(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
+    const OP: &str = "softmax_cross_entropy";
+    let [rows, classes] = logits.dims()[..] else {
+        return Err(Error::shape(
+            OP,
+            format!("logits {} must be (batch_size, classes)", logits.shape()),
+        ));
+    };
+    if labels.dims() != [rows] {
+        return Err(Error::shape(
+            OP,
+            format!(
+                "labels {} must be ({rows},) for logits {}",
+                labels.shape(),
+                logits.shape()
+            ),
+        ));
+    }
+    let gpu = logits.gpu();
+    let loss = Tensor::alloc(gpu, OP, rows)?;
+    let lse = Tensor::alloc(gpu, OP, rows)?;
+    let params = RowParams {
+        rows: rows as u32,
+        dim: classes as u32,
+        _pad: [0; 2],
+    };
+    gpu.dispatch(
+        Kernel::SoftmaxCrossEntropyForward,
+        &[],
+        &[logits.storage(), labels.storage(), &loss, &lse],
+        &params,
+        rows_grid(rows),
+    );
+    let lse = Tensor::from_storage(gpu, lse, [rows].into());
+    let (sx, sl) = (logits.clone(), labels.detach());
+    let backward = Box::new(move |dloss: &Tensor| -> Result<Vec<Option<Tensor>>> {
+        let gpu = dloss.gpu();
+        let dx = Tensor::alloc(gpu, OP, rows * classes)?;
+        gpu.dispatch(
+            Kernel::SoftmaxCrossEntropyBackward,
+            &[],
+            &[
+                sx.storage(),
+                sl.storage(),
+                lse.storage(),
+                dloss.storage(),
+                &dx,
+            ],
+            &params,
+            grid_1d((rows * classes) as u64, WORKGROUP_1D),
+        );
+        Ok(vec![
+            Some(Tensor::from_storage(gpu, dx, sx.shape().clone())),
+            None,
+        ])
+    });
+    Ok(Tensor::from_op(
+        gpu,
+        loss,
+        [rows].into(),
+        &[logits, labels],
+        backward,
+    ))
+}

@@ -9,7 +9,9 @@
 //! | `reduce.rs` | `sum`, `mean`, `sum_axis`, `mean_axis` | `shaders/reduce.wgsl` |
 //! | `vae.rs` | `reparameterize`, `kl_divergence` | `shaders/vae.wgsl` |
 //! | `conv.rs` | `conv2d`, `conv_transpose2d` (im2col + matmul) | `shaders/conv.wgsl` |
-//! | `loss.rs` | `bce_with_logits`, `mse_loss` | `shaders/loss.wgsl` |
+//! | `loss.rs` | `bce_with_logits`, `mse_loss`, `softmax_cross_entropy` | `shaders/loss.wgsl` |
+//! | `norm.rs` | `batch_norm` (1-D and 2-D) | `shaders/norm.wgsl` |
+//! | `random.rs` | `randn`, `dropout` | `shaders/random.wgsl` |
 //!
 //! Every Params struct here is `#[repr(C)]` + `Pod` with the field order of its
 //! WGSL twin; `tests/shaders.rs` checks that the sizes agree.
@@ -18,12 +20,16 @@ pub mod conv;
 pub mod elementwise;
 pub mod loss;
 pub mod matmul;
+pub mod norm;
+pub mod random;
 pub mod reduce;
 pub mod vae;
 
 pub use conv::{Conv2dOptions, ConvParams, LayoutParams, conv_transpose2d, conv2d};
 pub use elementwise::{BinaryParams, UnaryParams};
-pub use loss::{RowParams, bce_with_logits, mse_loss};
+pub use loss::{RowParams, bce_with_logits, mse_loss, softmax_cross_entropy};
 pub use matmul::MatmulParams;
+pub use norm::{NormParams, batch_norm};
+pub use random::{DropoutParams, RandnParams};
 pub use reduce::{ReduceParams, RowsParams};
 pub use vae::{ElemParams, kl_divergence, reparameterize};

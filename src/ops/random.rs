@@ -1,0 +1,127 @@
+//! Randomness on the GPU (kernels in `shaders/random.wgsl`): normal samples for the
+//! reparameterization trick and noise vectors, and dropout masks. Both draw from one
+//! seeded counter-based generator, Philox-4x32-10 (Salmon et al. 2011), so a seed set
+//! with [`Gpu::manual_seed`] makes a run reproducible.
+
+use crate::error::{Error, Result};
+use crate::gpu::{Gpu, Kernel, WORKGROUP_1D, grid_1d};
+use crate::shape::Shape;
+use crate::tensor::Tensor;
+
+/// Params of `randn`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct RandnParams {
+    /// Number of elements.
+    pub n: u32,
+    /// Philox key (the seed), low word.
+    pub seed_lo: u32,
+    /// High word of the seed.
+    pub seed_hi: u32,
+    /// First counter value, low word.
+    pub counter_lo: u32,
+    /// High word of the counter.
+    pub counter_hi: u32,
+    /// Padding to 32 bytes.
+    pub _pad: [u32; 3],
+}
+
+/// Params of `dropout`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct DropoutParams {
+    /// Number of elements.
+    pub n: u32,
+    /// Probability of keeping an element, 1 - p.
+    pub keep: f32,
+    /// Factor applied to kept elements, 1 / keep.
+    pub scale: f32,
+    /// Seed, low word.
+    pub seed_lo: u32,
+    /// Seed, high word.
+    pub seed_hi: u32,
+    /// First counter, low word.
+    pub counter_lo: u32,
+    /// First counter, high word.
+    pub counter_hi: u32,
+    /// Padding to 32 bytes.
+    pub _pad: u32,
+}
+
+impl Tensor {
+    /// Samples of N(0, 1) of `shape`, drawn on the GPU by the seeded counter-based
+    /// generator (Philox-4x32-10 with the Box-Muller transform). The same
+    /// [`Gpu::manual_seed`] and sequence of calls give the same numbers.
+    pub fn randn(gpu: &Gpu, shape: impl Into<Shape>) -> Result<Tensor> {
+        let shape = shape.into();
+        let n = shape.numel();
+        let out = Tensor::alloc(gpu, "randn", n)?;
+        // Each Philox call yields 4 normals; reserve one counter per 4 elements.
+        let (seed, counter) = gpu.next_random_offset((n as u64).div_ceil(4));
+        let params = RandnParams {
+            n: n as u32,
+            seed_lo: seed as u32,
+            seed_hi: (seed >> 32) as u32,
+            counter_lo: counter as u32,
+            counter_hi: (counter >> 32) as u32,
+            _pad: [0; 3],
+        };
+        gpu.dispatch(
+            Kernel::Randn,
+            &[],
+            &[&out],
+            &params,
+            grid_1d((n as u64).div_ceil(4), WORKGROUP_1D),
+        );
+        Ok(Tensor::from_storage(gpu, out, shape))
+    }
+
+    /// Inverted dropout (Srivastava et al. 2014): each element is zeroed with
+    /// probability `p` and the survivors scaled by 1 / (1 - p), so the expectation is
+    /// unchanged. Shape preserved; the gradient is `dy * mask`. `p = 0` returns the input.
+    ///
+    /// Errors: [`Error::Invalid`] unless 0 <= p < 1.
+    pub fn dropout(&self, p: f32) -> Result<Tensor> {
+        if !(0.0..1.0).contains(&p) {
+            return Err(Error::Invalid(format!(
+                "dropout: p must be in [0, 1), got {p}"
+            )));
+        }
+        if p == 0.0 {
+            return Ok(self.clone());
+        }
+        let gpu = self.gpu();
+        let n = self.numel();
+        let y = Tensor::alloc(gpu, "dropout", n)?;
+        let mask = Tensor::alloc(gpu, "dropout", n)?;
+        let (seed, counter) = gpu.next_random_offset((n as u64).div_ceil(4));
+        let params = DropoutParams {
+            n: n as u32,
+            keep: 1.0 - p,
+            scale: 1.0 / (1.0 - p),
+            seed_lo: seed as u32,
+            seed_hi: (seed >> 32) as u32,
+            counter_lo: counter as u32,
+            counter_hi: (counter >> 32) as u32,
+            _pad: 0,
+        };
+        gpu.dispatch(
+            Kernel::Dropout,
+            &[],
+            &[self.storage(), &y, &mask],
+            &params,
+            grid_1d((n as u64).div_ceil(4), WORKGROUP_1D),
+        );
+        let mask = Tensor::from_storage(gpu, mask, self.shape().clone());
+        let backward = Box::new(move |dy: &Tensor| -> Result<Vec<Option<Tensor>>> {
+            Ok(vec![Some(dy.mul(&mask)?)])
+        });
+        Ok(Tensor::from_op(
+            gpu,
+            y,
+            self.shape().clone(),
+            &[self],
+            backward,
+        ))
+    }
+}
