@@ -38,7 +38,6 @@ fn ref_batch_norm(
 
 #[test]
 fn batch_norm_matches_reference_and_updates_running_stats() {
-    let gpu = gpu();
     for dims in [
         vec![1usize, 1],
         vec![7, 3],
