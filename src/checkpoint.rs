@@ -14,7 +14,7 @@ use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use crate::error::{Error, Result};
 use crate::files::write_atomic;
 use crate::gpu::Gpu;
-use crate::models::{Generative, MlpConfig, ModelKind, build};
+use crate::models::{Generative, ModelKind, build};
 use crate::tensor::Tensor;
 
 /// A checkpoint read from disk: metadata and named f32 tensors (host copies).
@@ -156,14 +156,16 @@ impl Checkpoint {
         Ok(())
     }
 
-    /// Rebuilds the model this checkpoint describes and loads its weights.
+    /// Rebuilds the generative model this checkpoint describes and loads its weights
+    /// and buffers; the model is left in eval mode.
     ///
-    /// Errors: as [`Checkpoint::kind`] and [`Checkpoint::load_into`].
+    /// Errors: as [`Checkpoint::kind`] and [`Checkpoint::load_into`]; a classifier
+    /// checkpoint is refused (it cannot generate).
     pub fn into_model(&self, gpu: &Gpu) -> Result<Box<dyn Generative>> {
         let kind = self.kind()?;
-        let config = MlpConfig::from_metadata(&self.metadata, &self.path)?;
-        let model = build(gpu, kind, config, 0)?;
-        self.load_into(&model.named_parameters())?;
+        let model = build(gpu, kind, &self.metadata, &self.path, 0)?;
+        self.load_into(&model.named_state())?;
+        model.set_training(false);
         Ok(model)
     }
 }

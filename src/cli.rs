@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use deepgen::models::ModelKind;
 
 /// deepgen: deep generative models on the GPU, with hand-written WGSL kernels.
 #[derive(Parser, Debug)]
@@ -31,14 +32,26 @@ pub enum ModelArg {
     Vae,
     /// Plain autoencoder (same sizes, deterministic bottleneck).
     Ae,
+    /// Convolutional variational autoencoder.
+    ConvVae,
+    /// MLP generative adversarial network.
+    Gan,
+    /// Deep convolutional GAN.
+    Dcgan,
+    /// Convolutional digit classifier.
+    Classifier,
 }
 
 impl ModelArg {
-    /// The name used for the default output directory, runs/NAME.
-    pub fn name(self) -> &'static str {
+    /// The library's model kind.
+    pub fn kind(self) -> ModelKind {
         match self {
-            ModelArg::Vae => "vae",
-            ModelArg::Ae => "ae",
+            ModelArg::Vae => ModelKind::Vae,
+            ModelArg::Ae => ModelKind::Autoencoder,
+            ModelArg::ConvVae => ModelKind::ConvVae,
+            ModelArg::Gan => ModelKind::Gan,
+            ModelArg::Dcgan => ModelKind::Dcgan,
+            ModelArg::Classifier => ModelKind::Classifier,
         }
     }
 }
@@ -68,18 +81,18 @@ pub struct TrainArgs {
     /// Directory with the four MNIST IDX files (.gz or raw).
     #[arg(long, default_value = "data/mnist")]
     pub data: PathBuf,
-    /// Passes over the training set.
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
-    pub epochs: u64,
+    /// Passes over the training set [default: 10; 2 for the classifier].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub epochs: Option<u64>,
     /// Images per training step.
     #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u64).range(1..=65_536))]
     pub batch_size: u64,
-    /// Adam learning rate (positive).
-    #[arg(long, default_value_t = 1e-3, value_parser = positive_f32, allow_negative_numbers = true)]
-    pub lr: f32,
-    /// Size of the latent code z.
-    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=4096))]
-    pub latent_dim: u64,
+    /// Adam learning rate (positive) [default: 1e-3; 2e-4 for the GANs].
+    #[arg(long, value_parser = positive_f32, allow_negative_numbers = true)]
+    pub lr: Option<f32>,
+    /// Size of the latent code z, or of the GANs' noise vector [default: 20; 100 for the GANs].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub latent_dim: Option<u64>,
     /// Seed of initialisation, shuffling and the GPU noise.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,

@@ -5,9 +5,12 @@ mod cli;
 use anyhow::{Context, Result};
 use clap::Parser;
 
-use cli::{Cli, Command, ModelArg, SampleArgs, TrainArgs};
+use cli::{Cli, Command, SampleArgs, TrainArgs};
 use deepgen::models::ModelKind;
-use deepgen::train::{TrainConfig, train_autoencoder, train_vae, write_samples};
+use deepgen::train::{
+    TrainConfig, train_autoencoder, train_classifier, train_conv_vae, train_dcgan, train_gan,
+    train_vae, write_samples,
+};
 use deepgen::{Gpu, checkpoint};
 
 fn main() -> Result<()> {
@@ -68,17 +71,17 @@ fn info() -> Result<()> {
 }
 
 fn train(args: TrainArgs) -> Result<()> {
+    let kind = args.model.kind();
+    let defaults = TrainConfig::for_model(kind);
     let cfg = TrainConfig {
         data_dir: args.data,
-        epochs: args.epochs as usize,
+        epochs: args.epochs.map_or(defaults.epochs, |e| e as usize),
         batch_size: args.batch_size as usize,
-        lr: args.lr,
-        latent_dim: args.latent_dim as usize,
+        lr: args.lr.unwrap_or(defaults.lr),
+        latent_dim: args.latent_dim.map_or(defaults.latent_dim, |d| d as usize),
         seed: args.seed,
         limit: args.limit.map(|n| n as usize),
-        out_dir: args
-            .out
-            .unwrap_or_else(|| format!("runs/{}", args.model.name()).into()),
+        out_dir: args.out.unwrap_or(defaults.out_dir),
         beta: args.beta,
         log_every: args.log_every as usize,
         progress: !args.no_progress,
@@ -86,23 +89,26 @@ fn train(args: TrainArgs) -> Result<()> {
     let gpu = open_gpu()?;
     println!(
         "deepgen: training {} on {} ({}), output in {}",
-        args.model.name(),
+        kind.name(),
         gpu.summary().name,
         cfg.data_dir.display(),
         cfg.out_dir.display()
     );
-    let what = format!("training {}", args.model.name());
-    match args.model {
-        ModelArg::Vae => train_vae(&gpu, &cfg).map(|_| ()),
-        ModelArg::Ae => train_autoencoder(&gpu, &cfg).map(|_| ()),
+    let what = format!("training {}", kind.name());
+    match kind {
+        ModelKind::Vae => train_vae(&gpu, &cfg).map(|_| ()),
+        ModelKind::Autoencoder => train_autoencoder(&gpu, &cfg).map(|_| ()),
+        ModelKind::ConvVae => train_conv_vae(&gpu, &cfg).map(|_| ()),
+        ModelKind::Gan => train_gan(&gpu, &cfg).map(|_| ()),
+        ModelKind::Dcgan => train_dcgan(&gpu, &cfg).map(|_| ()),
+        ModelKind::Classifier => train_classifier(&gpu, &cfg).map(|_| ()),
     }
     .context(what)?;
     println!(
-        "wrote {}, {}, {} and {}",
+        "wrote {} and {} in {}",
         cfg.metrics_path().display(),
         cfg.checkpoint_path().display(),
-        cfg.out_dir.join("samples.png").display(),
-        cfg.out_dir.join("reconstructions.png").display()
+        cfg.out_dir.display()
     );
     Ok(())
 }
@@ -110,11 +116,7 @@ fn train(args: TrainArgs) -> Result<()> {
 fn sample(args: SampleArgs) -> Result<()> {
     let ckpt = checkpoint::load(&args.checkpoint).context("loading the checkpoint")?;
     if let Some(wanted) = args.model {
-        let kind = match wanted {
-            ModelArg::Vae => ModelKind::Vae,
-            ModelArg::Ae => ModelKind::Autoencoder,
-        };
-        ckpt.expect_kind(kind)?;
+        ckpt.expect_kind(wanted.kind())?;
     }
     let gpu = open_gpu()?;
     gpu.manual_seed(args.seed);

@@ -34,8 +34,26 @@ fn check_matmul(m: usize, k: usize, n: usize, seed: u64) {
     }
 }
 
+/// Runs `f` once per matmul path the adapter has (the generic one always, the texture one
+/// on adapters with 8-lane subgroups, such as lavapipe), restoring the default after.
+fn for_each_matmul_path(f: impl Fn()) {
+    use deepgen::gpu::MatmulPath;
+    let gpu = gpu();
+    let default = gpu.matmul_path();
+    for path in [MatmulPath::Generic, MatmulPath::Texture] {
+        if gpu.set_matmul_path(path) {
+            f();
+        }
+    }
+    gpu.set_matmul_path(default);
+}
+
 #[test]
 fn matmul_matches_reference_at_awkward_sizes() {
+    for_each_matmul_path(matmul_awkward_sizes);
+}
+
+fn matmul_awkward_sizes() {
     for (i, &(m, k, n)) in [
         (1, 1, 1),
         (7, 7, 7),
@@ -46,6 +64,8 @@ fn matmul_matches_reference_at_awkward_sizes() {
         (5, 130, 3),
         (128, 20, 400),
         (100, 257, 129),
+        (9, 12, 8),
+        (12, 20, 36),
     ]
     .iter()
     .enumerate()
@@ -56,8 +76,14 @@ fn matmul_matches_reference_at_awkward_sizes() {
 
 #[test]
 fn matmul_matches_reference_at_vae_shapes() {
-    check_matmul(128, 784, 400, 1);
-    check_matmul(128, 400, 20, 2);
+    for_each_matmul_path(|| {
+        check_matmul(128, 784, 400, 1);
+        check_matmul(128, 400, 20, 2);
+        // Multiples of 4 but not of the texture kernels' 8-lane K blocks or 5/6/8-row tiles.
+        check_matmul(36, 44, 12, 3);
+        check_matmul(4, 4, 4, 4);
+        check_matmul(68, 132, 100, 5);
+    });
 }
 
 #[test]

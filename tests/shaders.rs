@@ -8,7 +8,7 @@ use std::mem::size_of;
 use deepgen::gpu::{Kernel, MAX_PARAMS_BYTES, ShaderFile};
 use deepgen::ops::{
     BinaryParams, ConvParams, ElemParams, LayoutParams, MatmulParams, ReduceParams, RowParams,
-    RowsParams, UnaryParams,
+    RowsParams, TexMatmulParams, UnaryParams,
 };
 use deepgen::ops::{DropoutParams, NormParams, RandnParams};
 use deepgen::optim::AdamParams;
@@ -39,6 +39,7 @@ fn params_size(kernel: Kernel) -> usize {
         }
         Dropout => size_of::<DropoutParams>(),
         SoftmaxCrossEntropyForward | SoftmaxCrossEntropyBackward => size_of::<RowParams>(),
+        MatmulTextureNN | MatmulTextureNT | MatmulTextureTN => size_of::<TexMatmulParams>(),
     }
 }
 

@@ -64,10 +64,11 @@ pub(crate) async fn select_adapter(instance: &wgpu::Instance) -> Result<wgpu::Ad
     Ok(adapters.remove(0))
 }
 
-/// Opens the device with the adapter's own limits (so large buffers fit) and,
-/// where the adapter has it, timestamp queries (used by `deepgen bench`).
+/// Opens the device with the adapter's own limits (so large buffers fit) and, where
+/// the adapter has them, timestamp queries (used by `deepgen bench`) and subgroup
+/// operations (used by the fast matmul path).
 pub(crate) async fn open_device(adapter: &wgpu::Adapter) -> Result<(wgpu::Device, wgpu::Queue)> {
-    let wanted = wgpu::Features::TIMESTAMP_QUERY;
+    let wanted = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SUBGROUP;
     let desc = wgpu::DeviceDescriptor {
         label: Some("deepgen"),
         required_features: adapter.features() & wanted,

@@ -34,11 +34,13 @@ pub enum ShaderFile {
     Conv,
     /// `shaders/norm.wgsl`
     Norm,
+    /// `shaders/matmul_texture.wgsl` (needs 8-lane subgroups; compiled only where available)
+    MatmulTexture,
 }
 
 impl ShaderFile {
     /// Every shader file, for validation tests.
-    pub const ALL: [ShaderFile; 9] = [
+    pub const ALL: [ShaderFile; 10] = [
         ShaderFile::Matmul,
         ShaderFile::Elementwise,
         ShaderFile::Reduce,
@@ -48,6 +50,7 @@ impl ShaderFile {
         ShaderFile::Adam,
         ShaderFile::Conv,
         ShaderFile::Norm,
+        ShaderFile::MatmulTexture,
     ];
 
     /// File name under `shaders/`.
@@ -62,6 +65,7 @@ impl ShaderFile {
             ShaderFile::Adam => "adam.wgsl",
             ShaderFile::Conv => "conv.wgsl",
             ShaderFile::Norm => "norm.wgsl",
+            ShaderFile::MatmulTexture => "matmul_texture.wgsl",
         }
     }
 
@@ -77,6 +81,7 @@ impl ShaderFile {
             ShaderFile::Adam => include_str!("../../shaders/adam.wgsl"),
             ShaderFile::Conv => include_str!("../../shaders/conv.wgsl"),
             ShaderFile::Norm => include_str!("../../shaders/norm.wgsl"),
+            ShaderFile::MatmulTexture => include_str!("../../shaders/matmul_texture.wgsl"),
         }
     }
 }
@@ -117,6 +122,9 @@ pub enum Kernel {
     Dropout,
     SoftmaxCrossEntropyForward,
     SoftmaxCrossEntropyBackward,
+    MatmulTextureNN,
+    MatmulTextureNT,
+    MatmulTextureTN,
 }
 
 /// Where a kernel lives and what it binds.
@@ -130,11 +138,13 @@ pub struct KernelSpec {
     pub inputs: u32,
     /// Number of `var<storage, read_write>` bindings that follow them.
     pub outputs: u32,
+    /// Whether the inputs are read-only `rgba32float` storage textures instead of buffers.
+    pub texture_inputs: bool,
 }
 
 impl Kernel {
     /// Every kernel, for tests that check each entry point exists.
-    pub const ALL: [Kernel; 32] = [
+    pub const ALL: [Kernel; 35] = [
         Kernel::MatmulNN,
         Kernel::MatmulNT,
         Kernel::MatmulTN,
@@ -167,6 +177,9 @@ impl Kernel {
         Kernel::Dropout,
         Kernel::SoftmaxCrossEntropyForward,
         Kernel::SoftmaxCrossEntropyBackward,
+        Kernel::MatmulTextureNN,
+        Kernel::MatmulTextureNT,
+        Kernel::MatmulTextureTN,
     ];
 
     /// The kernel table: file, entry point, (read inputs, read_write outputs).
@@ -206,12 +219,16 @@ impl Kernel {
             Dropout => (F::Random, "dropout", 1, 2),
             SoftmaxCrossEntropyForward => (F::Loss, "softmax_cross_entropy_forward", 2, 2),
             SoftmaxCrossEntropyBackward => (F::Loss, "softmax_cross_entropy_backward", 4, 1),
+            MatmulTextureNN => (F::MatmulTexture, "matmul_texture_nn", 2, 1),
+            MatmulTextureNT => (F::MatmulTexture, "matmul_texture_nt", 2, 1),
+            MatmulTextureTN => (F::MatmulTexture, "matmul_texture_tn", 2, 1),
         };
         KernelSpec {
             file,
             entry,
             inputs,
             outputs,
+            texture_inputs: matches!(file, F::MatmulTexture),
         }
     }
 }
@@ -226,19 +243,21 @@ type PipelineKey = (Kernel, Vec<(&'static str, u64)>);
 #[derive(Default)]
 pub(crate) struct KernelCache {
     modules: RefCell<HashMap<ShaderFile, Rc<wgpu::ShaderModule>>>,
-    layouts: RefCell<HashMap<(u32, u32), Layouts>>,
+    layouts: RefCell<HashMap<(u32, u32, bool), Layouts>>,
     pipelines: RefCell<HashMap<PipelineKey, Rc<wgpu::ComputePipeline>>>,
     /// Pipelines compiled so far (a cache miss each).
     pub compiled: std::cell::Cell<u64>,
 }
 
 impl KernelCache {
-    /// The bind-group layout for `inputs` read-only and `outputs` read-write storage
-    /// buffers followed by one dynamically-offset uniform, and its pipeline layout.
-    pub fn layout(&self, device: &wgpu::Device, inputs: u32, outputs: u32) -> Layouts {
+    /// The bind-group layout for `inputs` read-only storage buffers (or rgba32float storage
+    /// textures, for `spec.texture_inputs`) and `outputs` read-write storage buffers, followed
+    /// by one dynamically-offset uniform; and its pipeline layout.
+    pub fn layout(&self, device: &wgpu::Device, spec: &KernelSpec) -> Layouts {
+        let (inputs, outputs, textures) = (spec.inputs, spec.outputs, spec.texture_inputs);
         self.layouts
             .borrow_mut()
-            .entry((inputs, outputs))
+            .entry((inputs, outputs, textures))
             .or_insert_with(|| {
                 let storage = |binding: u32, read_only: bool| wgpu::BindGroupLayoutEntry {
                     binding,
@@ -250,7 +269,25 @@ impl KernelCache {
                     },
                     count: None,
                 };
-                let mut entries: Vec<_> = (0..inputs).map(|b| storage(b, true)).collect();
+                let texture = |binding: u32| wgpu::BindGroupLayoutEntry {
+                    binding,
+                    visibility: wgpu::ShaderStages::COMPUTE,
+                    ty: wgpu::BindingType::StorageTexture {
+                        access: wgpu::StorageTextureAccess::ReadOnly,
+                        format: wgpu::TextureFormat::Rgba32Float,
+                        view_dimension: wgpu::TextureViewDimension::D2,
+                    },
+                    count: None,
+                };
+                let mut entries: Vec<_> = (0..inputs)
+                    .map(|b| {
+                        if textures {
+                            texture(b)
+                        } else {
+                            storage(b, true)
+                        }
+                    })
+                    .collect();
                 entries.extend((inputs..inputs + outputs).map(|b| storage(b, false)));
                 entries.push(wgpu::BindGroupLayoutEntry {
                     binding: inputs + outputs,
@@ -303,7 +340,7 @@ impl KernelCache {
                 }))
             })
             .clone();
-        let layout = self.layout(device, spec.inputs, spec.outputs);
+        let layout = self.layout(device, &spec);
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(spec.entry),
             layout: Some(&layout.1),

@@ -90,6 +90,26 @@ pub struct AdapterSummary {
     pub timestamp_query: bool,
 }
 
+/// Which matmul kernels the ops use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MatmulPath {
+    /// `shaders/matmul.wgsl`: storage buffers, any adapter, any size.
+    Generic,
+    /// `shaders/matmul_texture.wgsl`: operands in flat rgba32float textures, 8-lane subgroups;
+    /// used for shapes whose stored operands have a contiguous dimension divisible by 4.
+    Texture,
+}
+
+/// Environment variable that forces the generic matmul (`DEEPGEN_MATMUL=generic`).
+pub const MATMUL_ENV: &str = "DEEPGEN_MATMUL";
+
+/// A matrix copied into a flat rgba32float texture (texel t = floats 4t..4t+3, 2^shift
+/// texels per texture row), the operand layout of `matmul_texture.wgsl`.
+pub(crate) struct FlatTexture {
+    view: wgpu::TextureView,
+    id: u64,
+}
+
 /// Commands recorded but not yet submitted.
 #[derive(Default)]
 struct Batch {
@@ -119,6 +139,13 @@ struct GpuInner {
     stats: Cell<Stats>,
     /// (seed, counter) of the GPU random generator (Philox-4x32-10).
     rng: Cell<(u64, u64)>,
+    /// Whether the adapter can run `matmul_texture.wgsl`.
+    texture_matmul_supported: bool,
+    /// The matmul path in use.
+    matmul_path: Cell<MatmulPath>,
+    /// Flat textures by (shift, height, operand slot), reused by every matmul of that size.
+    textures: RefCell<HashMap<(u32, u32, u8), std::rc::Rc<FlatTexture>>>,
+    next_texture_id: Cell<u64>,
 }
 
 /// Handle to the GPU context. Cloning is cheap and shares the context.
@@ -156,6 +183,28 @@ impl Gpu {
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
+        // The fast matmul needs subgroups of exactly 8 lanes (its tiling assumes them) and
+        // read-only rgba32float storage textures.
+        let info = adapter.get_info();
+        let texture_ok = adapter
+            .get_texture_format_features(wgpu::TextureFormat::Rgba32Float)
+            .allowed_usages
+            .contains(wgpu::TextureUsages::STORAGE_BINDING)
+            && adapter
+                .get_texture_format_features(wgpu::TextureFormat::Rgba32Float)
+                .flags
+                .contains(wgpu::TextureFormatFeatureFlags::STORAGE_READ_ONLY);
+        let texture_matmul_supported = device.features().contains(wgpu::Features::SUBGROUP)
+            && info.subgroup_min_size == 8
+            && info.subgroup_max_size == 8
+            && texture_ok;
+        let forced_generic =
+            std::env::var(MATMUL_ENV).is_ok_and(|v| v.eq_ignore_ascii_case("generic"));
+        let matmul_path = if texture_matmul_supported && !forced_generic {
+            MatmulPath::Texture
+        } else {
+            MatmulPath::Generic
+        };
         let upload_ring = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("deepgen upload ring"),
             size: UPLOAD_RING_BYTES,
@@ -176,6 +225,10 @@ impl Gpu {
                 upload_ring,
                 stats: Cell::new(Stats::default()),
                 rng: Cell::new((0x5eed, 0)),
+                texture_matmul_supported,
+                matmul_path: Cell::new(matmul_path),
+                textures: RefCell::new(HashMap::new()),
+                next_texture_id: Cell::new(1 << 48),
             }),
         })
     }
@@ -243,6 +296,113 @@ impl Gpu {
         let (seed, counter) = self.inner.rng.get();
         self.inner.rng.set((seed, counter + n));
         (seed, counter)
+    }
+
+    /// The matmul kernels in use.
+    pub fn matmul_path(&self) -> MatmulPath {
+        self.inner.matmul_path.get()
+    }
+
+    /// Chooses the matmul kernels (for tests and benchmarks). Returns false, changing
+    /// nothing, if the adapter cannot run the texture path.
+    pub fn set_matmul_path(&self, path: MatmulPath) -> bool {
+        if path == MatmulPath::Texture && !self.inner.texture_matmul_supported {
+            return false;
+        }
+        self.inner.matmul_path.set(path);
+        true
+    }
+
+    /// The narrowest flat-texture width (log2 of texels, at least 64 texels) whose height
+    /// stays within the adapter's limit for `numel` floats; None if none does.
+    pub(crate) fn flat_shift(&self, numel: usize) -> Option<u32> {
+        let texels = numel.div_ceil(4) as u64;
+        let max = self.inner.device.limits().max_texture_dimension_2d as u64;
+        (6..=max.ilog2()).find(|&s| texels.div_ceil(1 << s) <= max)
+    }
+
+    /// Copies `numel` floats of `src` (numel divisible by 4) into the flat texture of operand
+    /// `slot` for that size (2^shift texels wide), in stream order, and returns it. The texture is reused by every
+    /// later matmul of the same size: the copy for the next one is ordered after this one's reads.
+    pub(crate) fn flat_texture(
+        &self,
+        src: &Storage,
+        numel: usize,
+        slot: u8,
+        shift: u32,
+    ) -> std::rc::Rc<FlatTexture> {
+        debug_assert!(numel.is_multiple_of(4) && numel > 0);
+        let texels = (numel / 4) as u32;
+        let width = 1u32 << shift;
+        let height = texels.div_ceil(width);
+        let tex = self
+            .inner
+            .textures
+            .borrow_mut()
+            .entry((shift, height, slot))
+            .or_insert_with(|| {
+                let texture = self.inner.device.create_texture(&wgpu::TextureDescriptor {
+                    label: Some("deepgen matmul operand"),
+                    size: wgpu::Extent3d {
+                        width,
+                        height,
+                        depth_or_array_layers: 1,
+                    },
+                    mip_level_count: 1,
+                    sample_count: 1,
+                    dimension: wgpu::TextureDimension::D2,
+                    format: wgpu::TextureFormat::Rgba32Float,
+                    usage: wgpu::TextureUsages::STORAGE_BINDING | wgpu::TextureUsages::COPY_DST,
+                    view_formats: &[],
+                });
+                let id = self.inner.next_texture_id.get();
+                self.inner.next_texture_id.set(id + 1);
+                std::rc::Rc::new(FlatTexture {
+                    view: texture.create_view(&Default::default()),
+                    id,
+                })
+            })
+            .clone();
+        let texture = tex.view.texture();
+        let full_rows = texels / width;
+        let rest = texels % width;
+        let mut batch = self.inner.batch.borrow_mut();
+        let encoder = Self::encoder(&mut batch, &self.inner.device);
+        let copy = |encoder: &mut wgpu::CommandEncoder, offset: u64, y: u32, extent: (u32, u32)| {
+            encoder.copy_buffer_to_texture(
+                wgpu::TexelCopyBufferInfo {
+                    buffer: src.buffer(),
+                    layout: wgpu::TexelCopyBufferLayout {
+                        offset,
+                        bytes_per_row: Some(width * 16),
+                        rows_per_image: None,
+                    },
+                },
+                wgpu::TexelCopyTextureInfo {
+                    texture,
+                    mip_level: 0,
+                    origin: wgpu::Origin3d { x: 0, y, z: 0 },
+                    aspect: wgpu::TextureAspect::All,
+                },
+                wgpu::Extent3d {
+                    width: extent.0,
+                    height: extent.1,
+                    depth_or_array_layers: 1,
+                },
+            );
+        };
+        if full_rows > 0 {
+            copy(encoder, 0, 0, (width, full_rows));
+        }
+        if rest > 0 {
+            copy(
+                encoder,
+                full_rows as u64 * width as u64 * 16,
+                full_rows,
+                (rest, 1),
+            );
+        }
+        tex
     }
 
     /// Largest storage binding, bytes; ops refuse tensors larger than this.
@@ -346,28 +506,38 @@ impl Gpu {
         );
     }
 
-    /// The bind group for `buffers` under `spec`'s layout, from the cache or new.
-    fn bind_group(&self, spec: KernelSpec, buffers: &[&Storage]) -> wgpu::BindGroup {
-        let mut key = Vec::with_capacity(buffers.len() + 1);
-        key.push(((spec.inputs as u64) << 32) | spec.outputs as u64);
+    /// The bind group for `textures` then `buffers` under `spec`'s layout, from the cache or new.
+    fn bind_group(
+        &self,
+        spec: KernelSpec,
+        textures: &[&FlatTexture],
+        buffers: &[&Storage],
+    ) -> wgpu::BindGroup {
+        let mut key = Vec::with_capacity(textures.len() + buffers.len() + 1);
+        key.push(
+            ((spec.inputs as u64) << 32)
+                | ((spec.texture_inputs as u64) << 16)
+                | spec.outputs as u64,
+        );
+        key.extend(textures.iter().map(|t| t.id));
         key.extend(buffers.iter().map(|b| b.id()));
         if let Some(bg) = self.inner.bind_groups.borrow().get(&key) {
             return bg.clone();
         }
-        let layout = self
-            .inner
-            .kernels
-            .layout(&self.inner.device, spec.inputs, spec.outputs);
-        let mut entries: Vec<wgpu::BindGroupEntry> = buffers
+        let layout = self.inner.kernels.layout(&self.inner.device, &spec);
+        let resources = textures
             .iter()
+            .map(|t| wgpu::BindingResource::TextureView(&t.view))
+            .chain(buffers.iter().map(|b| b.buffer().as_entire_binding()));
+        let mut entries: Vec<wgpu::BindGroupEntry> = resources
             .enumerate()
-            .map(|(i, b)| wgpu::BindGroupEntry {
+            .map(|(i, resource)| wgpu::BindGroupEntry {
                 binding: i as u32,
-                resource: b.buffer().as_entire_binding(),
+                resource,
             })
             .collect();
         entries.push(wgpu::BindGroupEntry {
-            binding: buffers.len() as u32,
+            binding: (textures.len() + buffers.len()) as u32,
             resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
                 buffer: &self.inner.arena,
                 offset: 0,
@@ -404,9 +574,30 @@ impl Gpu {
         params: &P,
         groups: [u32; 3],
     ) {
+        self.dispatch_textures(kernel, constants, &[], buffers, params, groups);
+    }
+
+    /// [`Gpu::dispatch`] for kernels whose inputs are flat textures (`spec.texture_inputs`):
+    /// `textures` bind first, then `buffers`.
+    pub(crate) fn dispatch_textures<P: bytemuck::Pod>(
+        &self,
+        kernel: Kernel,
+        constants: &[(&'static str, f64)],
+        textures: &[&FlatTexture],
+        buffers: &[&Storage],
+        params: &P,
+        groups: [u32; 3],
+    ) {
         let spec = kernel.spec();
+        let expected_textures = if spec.texture_inputs { spec.inputs } else { 0 };
         assert_eq!(
-            buffers.len() as u32,
+            textures.len() as u32,
+            expected_textures,
+            "{} binds {expected_textures} textures",
+            spec.entry
+        );
+        assert_eq!(
+            (textures.len() + buffers.len()) as u32,
             spec.inputs + spec.outputs,
             "{} binds {} inputs and {} outputs",
             spec.entry,
@@ -422,7 +613,7 @@ impl Gpu {
             .inner
             .kernels
             .pipeline(&self.inner.device, kernel, constants);
-        let bind_group = self.bind_group(spec, buffers);
+        let bind_group = self.bind_group(spec, textures, buffers);
         if self.inner.batch.borrow().params.len() as u64 >= self.inner.slot * ARENA_SLOTS {
             self.flush();
         }

@@ -1,14 +1,23 @@
-//! Models built from `nn/`: the lecture's autoencoder and variational autoencoder.
+//! Models built from `nn/`: the lecture's autoencoder and variational autoencoders,
+//! the GANs, and a digit classifier.
 //!
 //! Each model can describe itself as checkpoint metadata (its kind and
 //! hyperparameters) and be rebuilt from it, so `deepgen sample --checkpoint F`
 //! needs nothing but the file.
 
 mod autoencoder;
+mod classifier;
+mod conv_vae;
+mod dcgan;
+mod gan;
 mod vae;
 
 pub use autoencoder::Autoencoder;
-pub use vae::{Vae, VaeLoss, VaeOutput};
+pub use classifier::{Classifier, FEATURE_DIM};
+pub use conv_vae::ConvVae;
+pub use dcgan::Dcgan;
+pub use gan::MlpGan;
+pub use vae::{Vae, VaeOutput};
 
 use std::collections::BTreeMap;
 
@@ -69,32 +78,112 @@ impl MlpConfig {
     }
 }
 
-/// The kinds of model deepgen trains; the name is the `model` entry of a checkpoint.
+/// The kinds of model deepgen trains; the name is the `model` entry of a checkpoint
+/// and the argument of `deepgen train`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ModelKind {
-    /// Variational autoencoder (`vae`).
+    /// MLP variational autoencoder (`vae`).
     Vae,
     /// Plain autoencoder (`ae`).
     Autoencoder,
+    /// Convolutional variational autoencoder (`conv-vae`).
+    ConvVae,
+    /// MLP generative adversarial network (`gan`).
+    Gan,
+    /// Deep convolutional GAN (`dcgan`).
+    Dcgan,
+    /// Digit classifier (`classifier`).
+    Classifier,
 }
 
 impl ModelKind {
+    /// Every kind.
+    pub const ALL: [ModelKind; 6] = [
+        ModelKind::Vae,
+        ModelKind::Autoencoder,
+        ModelKind::ConvVae,
+        ModelKind::Gan,
+        ModelKind::Dcgan,
+        ModelKind::Classifier,
+    ];
+
     /// The name used on the command line and in checkpoints.
     pub fn name(self) -> &'static str {
         match self {
             ModelKind::Vae => "vae",
             ModelKind::Autoencoder => "ae",
+            ModelKind::ConvVae => "conv-vae",
+            ModelKind::Gan => "gan",
+            ModelKind::Dcgan => "dcgan",
+            ModelKind::Classifier => "classifier",
         }
     }
 
     /// Parses a checkpoint's `model` entry.
     pub fn from_name(name: &str) -> Option<ModelKind> {
-        match name {
-            "vae" => Some(ModelKind::Vae),
-            "ae" => Some(ModelKind::Autoencoder),
-            _ => None,
-        }
+        ModelKind::ALL.into_iter().find(|k| k.name() == name)
     }
+}
+
+/// The terms of the negative ELBO. Per-sample tensors have shape (B,); values are nats.
+pub struct VaeLoss {
+    /// Batch mean of `recon + beta * kl`: the scalar to call `backward()` on.
+    pub loss: Tensor,
+    /// Per-sample loss `recon + beta * kl` (the negative ELBO when beta = 1).
+    pub per_sample: Tensor,
+    /// Per-sample reconstruction term: BCE with logits summed over pixels.
+    pub recon: Tensor,
+    /// Per-sample KL(q(z|x) || N(0, I)).
+    pub kl: Tensor,
+}
+
+impl VaeLoss {
+    /// `recon + beta * kl` per sample and its batch mean.
+    pub fn combine(recon: Tensor, kl: Tensor, beta: f32) -> Result<VaeLoss> {
+        let per_sample = if beta == 1.0 {
+            recon.add(&kl)?
+        } else {
+            recon.add(&kl.scale(beta)?)?
+        };
+        let loss = per_sample.mean()?;
+        Ok(VaeLoss {
+            loss,
+            per_sample,
+            recon,
+            kl,
+        })
+    }
+}
+
+/// A VAE: encoder to (mu, logvar), decoder to Bernoulli logits, negative-ELBO loss.
+/// Inputs are `(B, 784)` pixel intensities in [0, 1] whatever the layers inside.
+pub trait VariationalModel: Generative {
+    /// q(z|x): `x (B, 784)` -> `(mu, logvar)`, each `(B, latent_dim)`.
+    fn encode(&self, x: &Tensor) -> Result<(Tensor, Tensor)>;
+
+    /// p(x|z): `z (B, latent_dim)` -> logits `(B, 784)`.
+    fn decode(&self, z: &Tensor) -> Result<Tensor>;
+
+    /// The beta-weighted negative ELBO with one reparameterized sample of z per image.
+    fn loss(&self, x: &Tensor, beta: f32) -> Result<VaeLoss>;
+}
+
+/// A GAN: generator G(z) -> images in [-1, 1] as `(B, 784)`, discriminator D(x) -> logits `(B, 1)`.
+pub trait Adversarial: Generative {
+    /// G: `z (B, noise_dim)` -> `(B, 784)` in [-1, 1] (tanh).
+    fn generator(&self, z: &Tensor) -> Result<Tensor>;
+
+    /// D: `x (B, 784)` in [-1, 1] -> real/fake logits `(B, 1)`.
+    fn discriminator(&self, x: &Tensor) -> Result<Tensor>;
+
+    /// The generator's parameters (what the generator's optimizer updates).
+    fn generator_parameters(&self) -> Vec<(String, Tensor)>;
+
+    /// The discriminator's parameters.
+    fn discriminator_parameters(&self) -> Vec<(String, Tensor)>;
+
+    /// Train/eval mode of the generator's batch norms alone (eval when sampling).
+    fn set_generator_training(&self, training: bool);
 }
 
 /// A trained model that can generate images from latent codes.
@@ -113,21 +202,58 @@ pub trait Generative: Module {
 
     /// Encodes and decodes images `x (n, input_dim)` in [0, 1]: the reconstruction, `(n, input_dim)`
     /// (for a VAE, decoded from the mean mu).
-    fn reconstruct(&self, x: &Tensor) -> Result<Tensor>;
+    ///
+    /// Errors: [`Error::Invalid`] for models without an encoder (the GANs).
+    fn reconstruct(&self, x: &Tensor) -> Result<Tensor> {
+        let _ = x;
+        Err(Error::Invalid(format!(
+            "a {} model has no encoder to reconstruct with",
+            self.kind().name()
+        )))
+    }
 }
 
-/// Builds an untrained model of `kind` with `config` (the seed only matters until
-/// a checkpoint is loaded into it).
+/// Builds an untrained generative model of `kind` from checkpoint-style metadata
+/// (the seed only matters until a checkpoint is loaded into it).
+///
+/// Errors: [`Error::Checkpoint`] naming `origin` if the metadata lacks a value, or if
+/// `kind` is the classifier, which does not generate.
 pub fn build(
     gpu: &Gpu,
     kind: ModelKind,
-    config: MlpConfig,
+    meta: &BTreeMap<String, String>,
+    origin: &std::path::Path,
     seed: u64,
 ) -> Result<Box<dyn Generative>> {
     use rand::SeedableRng;
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let latent = || -> Result<usize> {
+        meta.get("latent_dim")
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| Error::Checkpoint {
+                path: origin.to_path_buf(),
+                reason: "metadata has no valid `latent_dim`".into(),
+            })
+    };
     Ok(match kind {
-        ModelKind::Vae => Box::new(Vae::new(gpu, config, &mut rng)?),
-        ModelKind::Autoencoder => Box::new(Autoencoder::new(gpu, config, &mut rng)?),
+        ModelKind::Vae => Box::new(Vae::new(
+            gpu,
+            MlpConfig::from_metadata(meta, origin)?,
+            &mut rng,
+        )?),
+        ModelKind::Autoencoder => Box::new(Autoencoder::new(
+            gpu,
+            MlpConfig::from_metadata(meta, origin)?,
+            &mut rng,
+        )?),
+        ModelKind::ConvVae => Box::new(ConvVae::new(gpu, latent()?, &mut rng)?),
+        ModelKind::Gan => Box::new(MlpGan::new(gpu, latent()?, &mut rng)?),
+        ModelKind::Dcgan => Box::new(Dcgan::new(gpu, latent()?, &mut rng)?),
+        ModelKind::Classifier => {
+            return Err(Error::Checkpoint {
+                path: origin.to_path_buf(),
+                reason: "this is a `classifier` checkpoint: it classifies digits and cannot generate samples".into(),
+            });
+        }
     })
 }

@@ -8,7 +8,7 @@ use rand::Rng;
 
 use crate::error::Result;
 use crate::gpu::Gpu;
-use crate::models::{Generative, MlpConfig, ModelKind};
+use crate::models::{Generative, MlpConfig, ModelKind, VaeLoss, VariationalModel};
 use crate::nn::{Linear, Module, prefixed};
 use crate::ops::{bce_with_logits, kl_divergence, reparameterize};
 use crate::tensor::Tensor;
@@ -39,18 +39,6 @@ pub struct VaeOutput {
     pub logvar: Tensor,
     /// The sample z = mu + exp(logvar / 2) * eps.
     pub z: Tensor,
-}
-
-/// The terms of the negative ELBO. Per-sample tensors have shape (B,); values are nats.
-pub struct VaeLoss {
-    /// Batch mean of `recon + beta * kl`: the scalar to call `backward()` on.
-    pub loss: Tensor,
-    /// Per-sample loss `recon + beta * kl` (the negative ELBO when beta = 1).
-    pub per_sample: Tensor,
-    /// Per-sample reconstruction term: BCE with logits summed over pixels.
-    pub recon: Tensor,
-    /// Per-sample KL(q(z|x) || N(0, I)).
-    pub kl: Tensor,
 }
 
 impl Vae {
@@ -103,18 +91,21 @@ impl Vae {
         let out = self.forward(x)?;
         let recon = bce_with_logits(&out.logits, x)?;
         let kl = kl_divergence(&out.mu, &out.logvar)?;
-        let per_sample = if beta == 1.0 {
-            recon.add(&kl)?
-        } else {
-            recon.add(&kl.scale(beta)?)?
-        };
-        let loss = per_sample.mean()?;
-        Ok(VaeLoss {
-            loss,
-            per_sample,
-            recon,
-            kl,
-        })
+        VaeLoss::combine(recon, kl, beta)
+    }
+}
+
+impl VariationalModel for Vae {
+    fn encode(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
+        Vae::encode(self, x)
+    }
+
+    fn decode(&self, z: &Tensor) -> Result<Tensor> {
+        Vae::decode(self, z)
+    }
+
+    fn loss(&self, x: &Tensor, beta: f32) -> Result<VaeLoss> {
+        Vae::loss(self, x, beta)
     }
 }
 

@@ -47,3 +47,42 @@ pub fn kaiming_uniform(
 ) -> Result<Tensor> {
     uniform(gpu, shape, 1.0 / (fan_in.max(1) as f32).sqrt(), rng)
 }
+
+/// How a layer's weights are drawn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Init {
+    /// PyTorch's default for Linear and Conv layers: U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+    /// for weight and bias (Kaiming-uniform with a = sqrt(5)).
+    #[default]
+    PyTorch,
+    /// DCGAN (Radford et al. 2016, sec. 4): weights from N(0, 0.02), biases zero.
+    Dcgan,
+}
+
+/// A weight tensor of `shape` drawn by `init` (`fan_in` for the PyTorch default).
+pub fn weight(
+    gpu: &Gpu,
+    shape: impl Into<Shape>,
+    fan_in: usize,
+    init: Init,
+    rng: &mut impl Rng,
+) -> Result<Tensor> {
+    match init {
+        Init::PyTorch => kaiming_uniform(gpu, shape, fan_in, rng),
+        Init::Dcgan => normal(gpu, shape, 0.0, 0.02, rng),
+    }
+}
+
+/// A bias vector of `len` drawn by `init`.
+pub fn bias(
+    gpu: &Gpu,
+    len: usize,
+    fan_in: usize,
+    init: Init,
+    rng: &mut impl Rng,
+) -> Result<Tensor> {
+    match init {
+        Init::PyTorch => kaiming_uniform(gpu, [len], fan_in, rng),
+        Init::Dcgan => Ok(Tensor::zeros(gpu, [len])?.requires_grad_()),
+    }
+}

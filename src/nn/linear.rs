@@ -4,7 +4,7 @@ use rand::Rng;
 
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::nn::{Module, init};
+use crate::nn::{Init, Module, init};
 use crate::tensor::Tensor;
 
 /// `y = x W^T + b`, with PyTorch's layout and initialisation.
@@ -27,9 +27,20 @@ impl Linear {
         out_features: usize,
         rng: &mut impl Rng,
     ) -> Result<Linear> {
+        Linear::with_init(gpu, in_features, out_features, Init::PyTorch, rng)
+    }
+
+    /// A layer initialised by `init` (PyTorch's default or DCGAN's N(0, 0.02)).
+    pub fn with_init(
+        gpu: &Gpu,
+        in_features: usize,
+        out_features: usize,
+        init: Init,
+        rng: &mut impl Rng,
+    ) -> Result<Linear> {
         Ok(Linear {
-            weight: init::kaiming_uniform(gpu, [out_features, in_features], in_features, rng)?,
-            bias: init::kaiming_uniform(gpu, [out_features], in_features, rng)?,
+            weight: init::weight(gpu, [out_features, in_features], in_features, init, rng)?,
+            bias: init::bias(gpu, out_features, in_features, init, rng)?,
         })
     }
 

@@ -2,10 +2,15 @@
 //! grad) and has a `forward`. Parameter names follow PyTorch (`fc1.weight`), so a
 //! checkpoint's tensor names read like a `state_dict`.
 
+mod conv;
 pub mod init;
 mod linear;
+mod norm;
 
+pub use conv::{Conv2d, ConvTranspose2d};
+pub use init::Init;
 pub use linear::Linear;
+pub use norm::{BatchNorm, BatchNorm1d, BatchNorm2d, Dropout, flatten};
 
 use crate::tensor::Tensor;
 
@@ -26,12 +31,36 @@ pub trait Module {
     fn num_parameters(&self) -> usize {
         self.named_parameters().iter().map(|(_, t)| t.numel()).sum()
     }
+
+    /// State that is not trained but belongs in a checkpoint (batch norm's running statistics).
+    fn named_buffers(&self) -> Vec<(String, Tensor)> {
+        Vec::new()
+    }
+
+    /// Parameters then buffers: everything a checkpoint stores.
+    fn named_state(&self) -> Vec<(String, Tensor)> {
+        let mut s = self.named_parameters();
+        s.extend(self.named_buffers());
+        s
+    }
+
+    /// Switches training behaviour (batch statistics, dropout) on or off, as
+    /// PyTorch's `train()` / `eval()`. Containers forward it to their layers.
+    fn set_training(&self, _training: bool) {}
 }
 
 /// Prefixes the parameter names of `module` with `prefix.`.
 pub fn prefixed(prefix: &str, module: &dyn Module) -> Vec<(String, Tensor)> {
-    module
-        .named_parameters()
+    with_prefix(prefix, module.named_parameters())
+}
+
+/// Prefixes the buffer names of `module` with `prefix.`.
+pub fn prefixed_buffers(prefix: &str, module: &dyn Module) -> Vec<(String, Tensor)> {
+    with_prefix(prefix, module.named_buffers())
+}
+
+fn with_prefix(prefix: &str, named: Vec<(String, Tensor)>) -> Vec<(String, Tensor)> {
+    named
         .into_iter()
         .map(|(n, t)| (format!("{prefix}.{n}"), t))
         .collect()

@@ -9,7 +9,7 @@
 //! | C = A^T B (`matmul_tn`) | B dC^T  (`matmul_nt`) | A dC    (`matmul`)    |
 
 use crate::error::{Error, Result};
-use crate::gpu::Kernel;
+use crate::gpu::{Kernel, MatmulPath};
 use crate::tensor::Tensor;
 
 /// Params of every entry point of `shaders/matmul.wgsl`.
@@ -24,6 +24,20 @@ pub struct MatmulParams {
     pub k: u32,
     /// Padding to 16 bytes.
     pub _pad: u32,
+}
+
+/// Params of the entry points of `shaders/matmul_texture.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct TexMatmulParams {
+    /// Rows of C.
+    pub m: u32,
+    /// Columns of C.
+    pub n: u32,
+    /// The contracted dimension.
+    pub k: u32,
+    /// log2 of the operand textures' width in texels.
+    pub shift: u32,
 }
 
 /// Which operand is stored transposed.
@@ -92,14 +106,41 @@ fn matmul_op(a: &Tensor, b: &Tensor, layout: Layout) -> Result<Tensor> {
         k: ka as u32,
         _pad: 0,
     };
-    let groups = [(n as u32).div_ceil(TILE_N), (m as u32).div_ceil(TILE_M), 1];
-    gpu.dispatch(
-        kernel,
-        &[],
-        &[a.storage(), b.storage(), &out],
-        &params,
-        groups,
-    );
+    // The texture path needs each stored operand's contiguous dimension divisible by 4.
+    let aligned = match layout {
+        Layout::NN => ka % 4 == 0 && n % 4 == 0,
+        Layout::NT => ka % 4 == 0,
+        Layout::TN => m % 4 == 0 && n % 4 == 0,
+    };
+    let shift = gpu
+        .flat_shift(a.numel().max(b.numel()))
+        .filter(|_| gpu.matmul_path() == MatmulPath::Texture && aligned && m * n * ka > 0);
+    if let Some(shift) = shift {
+        let (kernel, rows) = match layout {
+            Layout::NN => (Kernel::MatmulTextureNN, 5),
+            Layout::NT => (Kernel::MatmulTextureNT, 6),
+            Layout::TN => (Kernel::MatmulTextureTN, 8),
+        };
+        let ta = gpu.flat_texture(a.storage(), a.numel(), 0, shift);
+        let tb = gpu.flat_texture(b.storage(), b.numel(), 1, shift);
+        let params = TexMatmulParams {
+            m: m as u32,
+            n: n as u32,
+            k: ka as u32,
+            shift,
+        };
+        let groups = [(m as u32).div_ceil(rows), (n as u32).div_ceil(32), 1];
+        gpu.dispatch_textures(kernel, &[], &[&ta, &tb], &[&out], &params, groups);
+    } else {
+        let groups = [(n as u32).div_ceil(TILE_N), (m as u32).div_ceil(TILE_M), 1];
+        gpu.dispatch(
+            kernel,
+            &[],
+            &[a.storage(), b.storage(), &out],
+            &params,
+            groups,
+        );
+    }
     let (sa, sb) = (a.clone(), b.clone());
     let backward = Box::new(move |dc: &Tensor| -> Result<Vec<Option<Tensor>>> {
         let da = if sa.requires_grad() {

@@ -28,7 +28,7 @@ pub mod vae;
 pub use conv::{Conv2dOptions, ConvParams, LayoutParams, conv_transpose2d, conv2d};
 pub use elementwise::{BinaryParams, UnaryParams};
 pub use loss::{RowParams, bce_with_logits, mse_loss, softmax_cross_entropy};
-pub use matmul::MatmulParams;
+pub use matmul::{MatmulParams, TexMatmulParams};
 pub use norm::{NormParams, batch_norm};
 pub use random::{DropoutParams, RandnParams};
 pub use reduce::{ReduceParams, RowsParams};

@@ -1,8 +1,11 @@
 //! Training loops and what they write: metrics.jsonl, checkpoints, image grids.
 //!
-//! The loops themselves are in [`vae`] (the VAE and the plain autoencoder); this
-//! file holds the configuration and the pieces every loop shares.
+//! The loops themselves are in [`vae`] (the VAEs and the plain autoencoder),
+//! [`gan`] (the MLP GAN and the DCGAN) and [`classifier`]; this file holds the
+//! configuration and the pieces every loop shares.
 
+pub mod classifier;
+pub mod gan;
 pub mod vae;
 
 use std::io::Write;
@@ -19,7 +22,14 @@ use crate::models::Generative;
 use crate::tensor::Tensor;
 use crate::viz;
 
-pub use vae::{train_autoencoder, train_vae};
+pub use classifier::train_classifier;
+pub use gan::{train_dcgan, train_gan};
+pub use vae::{train_autoencoder, train_conv_vae, train_vae};
+
+use std::collections::BTreeMap;
+
+use crate::checkpoint;
+use crate::models::ModelKind;
 
 /// Everything a training run is told on the command line.
 #[derive(Clone, Debug)]
@@ -67,6 +77,20 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
+    /// The defaults for `kind`: lr 1e-3 and latent 20 for the autoencoders and the
+    /// classifier; lr 2e-4 and a 100-d noise vector for the GANs (Radford et al. 2016);
+    /// output in runs/NAME.
+    pub fn for_model(kind: ModelKind) -> TrainConfig {
+        let gan = matches!(kind, ModelKind::Gan | ModelKind::Dcgan);
+        TrainConfig {
+            lr: if gan { 2e-4 } else { 1e-3 },
+            latent_dim: if gan { 100 } else { 20 },
+            epochs: if kind == ModelKind::Classifier { 2 } else { 10 },
+            out_dir: PathBuf::from("runs").join(kind.name()),
+            ..TrainConfig::default()
+        }
+    }
+
     /// Loads MNIST from `data_dir`, cut to `limit` images per split if set.
     pub fn load_data(&self) -> Result<Mnist> {
         let mut data = Mnist::load(&self.data_dir)?;
@@ -127,6 +151,22 @@ pub fn epoch_bar(enabled: bool, epoch: usize, epochs: usize, steps: usize) -> Pr
     bar
 }
 
+/// Writes OUT/model.safetensors with the model's metadata plus the epoch and training settings.
+pub fn save_checkpoint(
+    cfg: &TrainConfig,
+    kind: ModelKind,
+    mut meta: BTreeMap<String, String>,
+    state: &[(String, Tensor)],
+    epoch: usize,
+) -> Result<()> {
+    meta.insert("epoch".into(), epoch.to_string());
+    meta.insert("seed".into(), cfg.seed.to_string());
+    meta.insert("lr".into(), cfg.lr.to_string());
+    meta.insert("batch_size".into(), cfg.batch_size.to_string());
+    meta.insert("beta".into(), cfg.beta.to_string());
+    checkpoint::save(&cfg.checkpoint_path(), kind, &meta, state)
+}
+
 /// Stops training with [`Error::NonFiniteLoss`] if `value` is NaN or infinite.
 pub fn check_finite(value: f32, epoch: usize, step: usize, checkpoint: &Path) -> Result<()> {
     if value.is_finite() {
@@ -142,9 +182,14 @@ pub fn check_finite(value: f32, epoch: usize, step: usize, checkpoint: &Path) ->
 
 /// Decodes `n` codes z ~ N(0, I) and returns their images (n x pixels), host side.
 pub fn prior_samples(model: &dyn Generative, gpu: &Gpu, n: usize) -> Result<Vec<f32>> {
-    let _no_grad = no_grad();
     let z = Tensor::randn(gpu, [n, model.latent_dim()])?;
-    model.generate(&z)?.to_vec()
+    decode_to_host(model, &z)
+}
+
+/// Decodes given codes `z (n, latent_dim)` to images in [0, 1], host side, without recording.
+pub fn decode_to_host(model: &dyn Generative, z: &Tensor) -> Result<Vec<f32>> {
+    let _no_grad = no_grad();
+    model.generate(z)?.to_vec()
 }
 
 /// Writes `n` prior samples as a square-ish PNG grid (8 per row for 64).

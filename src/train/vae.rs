@@ -1,4 +1,5 @@
-//! The training loops of the VAE and of the plain autoencoder, written out step by step.
+//! The training loops of the VAEs (MLP and convolutional) and of the plain
+//! autoencoder, written out step by step.
 //!
 //! One step: upload a batch, forward, loss, `backward()`, Adam update, one
 //! submit. The loss stays on the GPU (summed there for the epoch average) and is
@@ -10,17 +11,16 @@ use rand::SeedableRng;
 use serde::Serialize;
 
 use crate::autograd::no_grad;
-use crate::checkpoint;
 use crate::data::{Batches, Dataset};
 use crate::error::Result;
 use crate::gpu::Gpu;
-use crate::models::{Autoencoder, Generative, MlpConfig, Vae};
+use crate::models::{Autoencoder, ConvVae, Generative, MlpConfig, Vae, VariationalModel};
 use crate::nn::Module;
 use crate::optim::Adam;
 use crate::tensor::Tensor;
 use crate::train::{
-    TrainConfig, append_jsonl, check_finite, epoch_bar, prepare_out_dir, write_reconstructions,
-    write_samples,
+    TrainConfig, append_jsonl, check_finite, epoch_bar, prepare_out_dir, save_checkpoint,
+    write_reconstructions, write_samples,
 };
 
 /// One line of metrics.jsonl. Losses are per sample, in nats, averaged over the split.
@@ -28,7 +28,7 @@ use crate::train::{
 pub struct EpochMetrics {
     /// 1-based epoch.
     pub epoch: usize,
-    /// Mean training loss over the epoch (negative ELBO for the VAE, BCE for the autoencoder).
+    /// Mean training loss over the epoch (negative ELBO for the VAEs, BCE for the autoencoder).
     pub train_loss: f64,
     /// Mean loss on the test split after the epoch.
     pub test_loss: f64,
@@ -58,8 +58,14 @@ pub struct VaeEval {
 
 /// Evaluates the (beta-weighted) negative ELBO on `data`, one z sample per image,
 /// in batches of 1,000, without recording gradients. One readback at the end.
-pub fn evaluate_vae(model: &Vae, gpu: &Gpu, data: &Dataset, beta: f32) -> Result<VaeEval> {
+pub fn evaluate_vae(
+    model: &dyn VariationalModel,
+    gpu: &Gpu,
+    data: &Dataset,
+    beta: f32,
+) -> Result<VaeEval> {
     let _no_grad = no_grad();
+    model.set_training(false);
     let mut sums = [
         Tensor::zeros(gpu, [])?,
         Tensor::zeros(gpu, [])?,
@@ -73,6 +79,7 @@ pub fn evaluate_vae(model: &Vae, gpu: &Gpu, data: &Dataset, beta: f32) -> Result
             *s = s.add(&t.sum()?)?;
         }
     }
+    model.set_training(true);
     let n = data.len().max(1) as f64;
     let [loss, recon, kl] = sums.map(|s| s.item().map(|v| v as f64 / n));
     Ok(VaeEval {
@@ -94,23 +101,40 @@ pub fn evaluate_autoencoder(model: &Autoencoder, gpu: &Gpu, data: &Dataset) -> R
     Ok(sum.item()? as f64 / data.len().max(1) as f64)
 }
 
-/// Trains the MLP VAE of [`Vae`] on MNIST and writes metrics.jsonl, model.safetensors
-/// (after every epoch, atomically), samples.png and reconstructions.png into `cfg.out_dir`.
-///
-/// Errors: data errors; [`crate::Error::NonFiniteLoss`] if the loss diverges (the
-/// checkpoint of the last finished epoch stays on disk); I/O errors naming the file.
+/// Trains the MLP VAE of [`Vae`] on MNIST; see [`train_variational`] for what it writes.
 pub fn train_vae(gpu: &Gpu, cfg: &TrainConfig) -> Result<(Vae, Vec<EpochMetrics>)> {
-    let data = cfg.load_data()?;
-    let pixels = data.train.pixels();
-    prepare_out_dir(cfg)?;
-    gpu.manual_seed(cfg.seed);
     let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed);
     let config = MlpConfig {
-        input_dim: pixels,
         latent_dim: cfg.latent_dim,
         ..MlpConfig::default()
     };
     let model = Vae::new(gpu, config, &mut rng)?;
+    let history = train_variational(gpu, cfg, &model)?;
+    Ok((model, history))
+}
+
+/// Trains the convolutional VAE of [`ConvVae`]; see [`train_variational`].
+pub fn train_conv_vae(gpu: &Gpu, cfg: &TrainConfig) -> Result<(ConvVae, Vec<EpochMetrics>)> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed);
+    let model = ConvVae::new(gpu, cfg.latent_dim, &mut rng)?;
+    let history = train_variational(gpu, cfg, &model)?;
+    Ok((model, history))
+}
+
+/// The VAE training loop. Writes metrics.jsonl, model.safetensors (after every epoch,
+/// atomically), samples.png and reconstructions.png into `cfg.out_dir`.
+///
+/// Errors: data errors; [`crate::Error::NonFiniteLoss`] if the loss diverges (the
+/// checkpoint of the last finished epoch stays on disk); I/O errors naming the file.
+pub fn train_variational(
+    gpu: &Gpu,
+    cfg: &TrainConfig,
+    model: &dyn VariationalModel,
+) -> Result<Vec<EpochMetrics>> {
+    let data = cfg.load_data()?;
+    let pixels = data.train.pixels();
+    prepare_out_dir(cfg)?;
+    gpu.manual_seed(cfg.seed);
     let params = model.parameters();
     let mut optimizer = Adam::new(cfg.lr);
     let mut history = Vec::new();
@@ -145,7 +169,7 @@ pub fn train_vae(gpu: &Gpu, cfg: &TrainConfig) -> Result<(Vae, Vec<EpochMetrics>
         let seconds = start.elapsed().as_secs_f64();
         bar.finish_and_clear();
         check_finite(train_loss as f32, epoch, steps, &cfg.checkpoint_path())?;
-        let test = evaluate_vae(&model, gpu, &data.test, cfg.beta)?;
+        let test = evaluate_vae(model, gpu, &data.test, cfg.beta)?;
         let metrics = EpochMetrics {
             epoch,
             train_loss,
@@ -168,23 +192,31 @@ pub fn train_vae(gpu: &Gpu, cfg: &TrainConfig) -> Result<(Vae, Vec<EpochMetrics>
             metrics.images_per_second
         );
         append_jsonl(&cfg.metrics_path(), &metrics)?;
-        save_checkpoint(&model, cfg, epoch)?;
+        save_checkpoint(
+            cfg,
+            model.kind(),
+            model.metadata(),
+            &model.named_state(),
+            epoch,
+        )?;
         history.push(metrics);
     }
-    write_samples(&model, gpu, 64, 28, &cfg.out_dir.join("samples.png"))?;
+    model.set_training(false);
+    write_samples(model, gpu, 64, 28, &cfg.out_dir.join("samples.png"))?;
     write_reconstructions(
-        &model,
+        model,
         gpu,
         &data.test,
         32,
         &cfg.out_dir.join("reconstructions.png"),
     )?;
-    Ok((model, history))
+    Ok(history)
 }
 
-/// Trains the plain autoencoder (reconstruction loss only), writing the same outputs as [`train_vae`].
+/// Trains the plain autoencoder (reconstruction loss only), writing the same outputs as
+/// [`train_variational`].
 ///
-/// Errors: as [`train_vae`].
+/// Errors: as [`train_variational`].
 pub fn train_autoencoder(gpu: &Gpu, cfg: &TrainConfig) -> Result<(Autoencoder, Vec<EpochMetrics>)> {
     let data = cfg.load_data()?;
     let pixels = data.train.pixels();
@@ -251,7 +283,13 @@ pub fn train_autoencoder(gpu: &Gpu, cfg: &TrainConfig) -> Result<(Autoencoder, V
             metrics.images_per_second
         );
         append_jsonl(&cfg.metrics_path(), &metrics)?;
-        save_checkpoint(&model, cfg, epoch)?;
+        save_checkpoint(
+            cfg,
+            model.kind(),
+            model.metadata(),
+            &model.named_state(),
+            epoch,
+        )?;
         history.push(metrics);
     }
     write_samples(&model, gpu, 64, 28, &cfg.out_dir.join("samples.png"))?;
@@ -263,20 +301,4 @@ pub fn train_autoencoder(gpu: &Gpu, cfg: &TrainConfig) -> Result<(Autoencoder, V
         &cfg.out_dir.join("reconstructions.png"),
     )?;
     Ok((model, history))
-}
-
-/// Writes OUT/model.safetensors with the model's metadata plus the epoch and training settings.
-fn save_checkpoint(model: &dyn Generative, cfg: &TrainConfig, epoch: usize) -> Result<()> {
-    let mut meta = model.metadata();
-    meta.insert("epoch".into(), epoch.to_string());
-    meta.insert("seed".into(), cfg.seed.to_string());
-    meta.insert("lr".into(), cfg.lr.to_string());
-    meta.insert("batch_size".into(), cfg.batch_size.to_string());
-    meta.insert("beta".into(), cfg.beta.to_string());
-    checkpoint::save(
-        &cfg.checkpoint_path(),
-        model.kind(),
-        &meta,
-        &model.named_parameters(),
-    )
 }

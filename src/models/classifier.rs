@@ -1,0 +1,82 @@
+//! A digit classifier trained by the engine: it proves the convolution kernels on a task
+//! with a sharp answer, and its 128-d penultimate layer is the feature space in which
+//! later tools compare generated and real images.
+//!
+//! conv(1 -> 32, k3 s1 p1) ReLU [32x28x28] -> conv(32 -> 64, k4 s2 p1) ReLU [64x14x14]
+//! -> conv(64 -> 64, k4 s2 p1) ReLU [64x7x7] -> flatten -> linear 3136 -> 128 ReLU (the
+//! features) -> dropout 0.25 -> linear 128 -> 10 logits; softmax cross-entropy.
+
+use std::collections::BTreeMap;
+
+use rand::Rng;
+
+use crate::error::Result;
+use crate::gpu::Gpu;
+use crate::nn::{Conv2d, Dropout, Init, Linear, Module, flatten, prefixed};
+use crate::ops::Conv2dOptions;
+use crate::tensor::Tensor;
+
+/// Width of the penultimate (feature) layer.
+pub const FEATURE_DIM: usize = 128;
+
+/// Convolutional classifier of 28x28 digits into 10 classes.
+pub struct Classifier {
+    conv1: Conv2d,
+    conv2: Conv2d,
+    conv3: Conv2d,
+    fc1: Linear,
+    dropout: Dropout,
+    fc2: Linear,
+}
+
+impl Classifier {
+    /// A classifier with PyTorch-default initialisation.
+    pub fn new(gpu: &Gpu, rng: &mut impl Rng) -> Result<Classifier> {
+        let init = Init::PyTorch;
+        Ok(Classifier {
+            conv1: Conv2d::new(gpu, 1, 32, 3, Conv2dOptions::new(1, 1), true, init, rng)?,
+            conv2: Conv2d::new(gpu, 32, 64, 4, Conv2dOptions::new(2, 1), true, init, rng)?,
+            conv3: Conv2d::new(gpu, 64, 64, 4, Conv2dOptions::new(2, 1), true, init, rng)?,
+            fc1: Linear::new(gpu, 64 * 7 * 7, FEATURE_DIM, rng)?,
+            dropout: Dropout::new(0.25),
+            fc2: Linear::new(gpu, FEATURE_DIM, 10, rng)?,
+        })
+    }
+
+    /// The 128-d penultimate features: `x (B, 784)` in [0, 1] -> `(B, 128)`.
+    pub fn features(&self, x: &Tensor) -> Result<Tensor> {
+        let b = x.dims()[0];
+        let h = self.conv1.forward(&x.reshape([b, 1, 28, 28])?)?.relu()?;
+        let h = self.conv2.forward(&h)?.relu()?;
+        let h = self.conv3.forward(&h)?.relu()?;
+        self.fc1.forward(&flatten(&h)?)?.relu()
+    }
+
+    /// Class logits: `x (B, 784)` -> `(B, 10)`.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.fc2.forward(&self.dropout.forward(&self.features(x)?)?)
+    }
+
+    /// Hyperparameters for the checkpoint.
+    pub fn metadata(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            ("classes".to_string(), "10".to_string()),
+            ("input_dim".to_string(), "784".to_string()),
+        ])
+    }
+}
+
+impl Module for Classifier {
+    fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        let mut p = prefixed("conv1", &self.conv1);
+        p.extend(prefixed("conv2", &self.conv2));
+        p.extend(prefixed("conv3", &self.conv3));
+        p.extend(prefixed("fc1", &self.fc1));
+        p.extend(prefixed("fc2", &self.fc2));
+        p
+    }
+
+    fn set_training(&self, training: bool) {
+        self.dropout.set_training(training);
+    }
+}

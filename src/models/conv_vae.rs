@@ -1,0 +1,137 @@
+//! A convolutional VAE for 28x28 images: the MLP VAE's loss with conv layers.
+//!
+//! Encoder: conv(1 -> 32, k4 s2 p1) ReLU [32x14x14] -> conv(32 -> 64, k4 s2 p1) ReLU [64x7x7]
+//! -> flatten -> linear 3136 -> 256 ReLU -> (mu, logvar) of latent_dim.
+//! Decoder: linear latent_dim -> 256 ReLU -> linear 256 -> 3136 ReLU -> 64x7x7 ->
+//! conv_transpose(64 -> 32, k4 s2 p1) ReLU [32x14x14] -> conv_transpose(32 -> 1, k4 s2 p1)
+//! -> 784 Bernoulli logits.
+
+use std::collections::BTreeMap;
+
+use rand::Rng;
+
+use crate::error::Result;
+use crate::gpu::Gpu;
+use crate::models::{Generative, ModelKind, VaeLoss, VariationalModel};
+use crate::nn::{Conv2d, ConvTranspose2d, Init, Linear, Module, flatten, prefixed};
+use crate::ops::{Conv2dOptions, bce_with_logits, kl_divergence, reparameterize};
+use crate::tensor::Tensor;
+
+/// Width of the fully connected layer between the convolutions and the code.
+const HIDDEN: usize = 256;
+
+/// Convolutional encoder q(z|x) and transposed-convolution decoder p(x|z).
+pub struct ConvVae {
+    /// Size of z.
+    pub latent_dim: usize,
+    enc_conv1: Conv2d,
+    enc_conv2: Conv2d,
+    enc_fc: Linear,
+    fc_mu: Linear,
+    fc_logvar: Linear,
+    dec_fc1: Linear,
+    dec_fc2: Linear,
+    dec_deconv1: ConvTranspose2d,
+    dec_deconv2: ConvTranspose2d,
+}
+
+impl ConvVae {
+    /// A conv VAE with PyTorch-default initialisation.
+    pub fn new(gpu: &Gpu, latent_dim: usize, rng: &mut impl Rng) -> Result<ConvVae> {
+        let down = Conv2dOptions::new(2, 1);
+        let init = Init::PyTorch;
+        Ok(ConvVae {
+            latent_dim,
+            enc_conv1: Conv2d::new(gpu, 1, 32, 4, down, true, init, rng)?,
+            enc_conv2: Conv2d::new(gpu, 32, 64, 4, down, true, init, rng)?,
+            enc_fc: Linear::new(gpu, 64 * 7 * 7, HIDDEN, rng)?,
+            fc_mu: Linear::new(gpu, HIDDEN, latent_dim, rng)?,
+            fc_logvar: Linear::new(gpu, HIDDEN, latent_dim, rng)?,
+            dec_fc1: Linear::new(gpu, latent_dim, HIDDEN, rng)?,
+            dec_fc2: Linear::new(gpu, HIDDEN, 64 * 7 * 7, rng)?,
+            dec_deconv1: ConvTranspose2d::new(gpu, 64, 32, 4, down, 0, true, init, rng)?,
+            dec_deconv2: ConvTranspose2d::new(gpu, 32, 1, 4, down, 0, true, init, rng)?,
+        })
+    }
+
+    /// q(z|x): `x (B, 784)` -> `(mu, logvar)`, each `(B, latent_dim)`.
+    pub fn encode(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
+        let b = x.dims()[0];
+        let h = self
+            .enc_conv1
+            .forward(&x.reshape([b, 1, 28, 28])?)?
+            .relu()?;
+        let h = self.enc_conv2.forward(&h)?.relu()?;
+        let h = self.enc_fc.forward(&flatten(&h)?)?.relu()?;
+        Ok((self.fc_mu.forward(&h)?, self.fc_logvar.forward(&h)?))
+    }
+
+    /// p(x|z): `z (B, latent_dim)` -> logits `(B, 784)`.
+    pub fn decode(&self, z: &Tensor) -> Result<Tensor> {
+        let b = z.dims()[0];
+        let h = self.dec_fc1.forward(z)?.relu()?;
+        let h = self.dec_fc2.forward(&h)?.relu()?.reshape([b, 64, 7, 7])?;
+        let h = self.dec_deconv1.forward(&h)?.relu()?;
+        self.dec_deconv2.forward(&h)?.reshape([b, 784])
+    }
+}
+
+impl VariationalModel for ConvVae {
+    fn encode(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
+        ConvVae::encode(self, x)
+    }
+
+    fn decode(&self, z: &Tensor) -> Result<Tensor> {
+        ConvVae::decode(self, z)
+    }
+
+    fn loss(&self, x: &Tensor, beta: f32) -> Result<VaeLoss> {
+        let (mu, logvar) = self.encode(x)?;
+        let eps = Tensor::randn(x.gpu(), mu.shape().clone())?;
+        let z = reparameterize(&mu, &logvar, &eps)?;
+        let recon = bce_with_logits(&self.decode(&z)?, x)?;
+        let kl = kl_divergence(&mu, &logvar)?;
+        VaeLoss::combine(recon, kl, beta)
+    }
+}
+
+impl Module for ConvVae {
+    fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        let mut p = prefixed("encoder.conv1", &self.enc_conv1);
+        p.extend(prefixed("encoder.conv2", &self.enc_conv2));
+        p.extend(prefixed("encoder.fc", &self.enc_fc));
+        p.extend(prefixed("encoder.fc_mu", &self.fc_mu));
+        p.extend(prefixed("encoder.fc_logvar", &self.fc_logvar));
+        p.extend(prefixed("decoder.fc1", &self.dec_fc1));
+        p.extend(prefixed("decoder.fc2", &self.dec_fc2));
+        p.extend(prefixed("decoder.deconv1", &self.dec_deconv1));
+        p.extend(prefixed("decoder.deconv2", &self.dec_deconv2));
+        p
+    }
+}
+
+impl Generative for ConvVae {
+    fn kind(&self) -> ModelKind {
+        ModelKind::ConvVae
+    }
+
+    fn metadata(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            ("latent_dim".to_string(), self.latent_dim.to_string()),
+            ("input_dim".to_string(), "784".to_string()),
+        ])
+    }
+
+    fn latent_dim(&self) -> usize {
+        self.latent_dim
+    }
+
+    fn generate(&self, z: &Tensor) -> Result<Tensor> {
+        self.decode(z)?.sigmoid()
+    }
+
+    fn reconstruct(&self, x: &Tensor) -> Result<Tensor> {
+        let (mu, _) = self.encode(x)?;
+        self.generate(&mu)
+    }
+}
