@@ -9,7 +9,7 @@
 //
 // Entry points, bindings and dispatch grids (grid_1d(n, 256): one thread per output element):
 //   im2col        col[(n OH + oh) OW + ow, (c KH + kh) KW + kw] = x[n, c, ih, iw] (0 outside)
-//                 0 x, 1 col, 2 ConvParams;  grid_1d(N OH OW C KH KW, 256)
+//                 0 x, 1 col, 2 ConvParams;  grid_1d(N OH OW C, 256), one thread per (pixel, channel)
 //   col2im        dx[n, c, h, w] = bias[c] (if has_bias) + sum over (kh, kw) of
 //                 col[row(oh, ow), (c KH + kh) KW + kw] for every output pixel (oh, ow)
 //                 whose field holds (h, w) at (kh, kw)
@@ -58,26 +58,34 @@ fn flat(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
 
 @compute @workgroup_size(256)
 fn im2col(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    // One thread per (output pixel, input channel): it writes that channel's KH x KW taps,
+    // so the index arithmetic (integer division is slow on CPU adapters) is done once per field.
     let p = ic_p;
-    let cols = p.c * p.kh * p.kw;
-    let i = flat(gid, nwg);
-    if (i >= p.n * p.oh * p.ow * cols) { return; }
-    let row = i / cols;
-    let col = i % cols;
-    let kw = col % p.kw;
-    let kh = (col / p.kw) % p.kh;
-    let c = col / (p.kw * p.kh);
+    let t = flat(gid, nwg);
+    if (t >= p.n * p.oh * p.ow * p.c) { return; }
+    let c = t % p.c;
+    let row = t / p.c;
     let ow = row % p.ow;
     let oh = (row / p.ow) % p.oh;
     let n = row / (p.ow * p.oh);
     // Signed arithmetic: padding can put the field left of or above the image.
-    let ih = i32(oh * p.stride_h + kh * p.dil_h) - i32(p.pad_h);
-    let iw = i32(ow * p.stride_w + kw * p.dil_w) - i32(p.pad_w);
-    var v = 0.0;
-    if (ih >= 0 && ih < i32(p.h) && iw >= 0 && iw < i32(p.w)) {
-        v = ic_x[((n * p.c + c) * p.h + u32(ih)) * p.w + u32(iw)];
+    let ih0 = i32(oh * p.stride_h) - i32(p.pad_h);
+    let iw0 = i32(ow * p.stride_w) - i32(p.pad_w);
+    let x_base = (n * p.c + c) * p.h;
+    var out = row * (p.c * p.kh * p.kw) + c * p.kh * p.kw;
+    for (var kh = 0u; kh < p.kh; kh++) {
+        let ih = ih0 + i32(kh * p.dil_h);
+        let row_ok = ih >= 0 && ih < i32(p.h);
+        for (var kw = 0u; kw < p.kw; kw++) {
+            let iw = iw0 + i32(kw * p.dil_w);
+            var v = 0.0;
+            if (row_ok && iw >= 0 && iw < i32(p.w)) {
+                v = ic_x[(x_base + u32(ih)) * p.w + u32(iw)];
+            }
+            ic_col[out] = v;
+            out += 1u;
+        }
     }
-    ic_col[i] = v;
 }
 
 @group(0) @binding(0) var<storage, read> ci_col: array<f32>;
@@ -99,17 +107,24 @@ fn col2im(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
     if (p.has_bias != 0u) {
         acc = ci_bias[c];
     }
-    for (var kh = 0u; kh < p.kh; kh++) {
-        // oh * stride_h = h + pad_h - kh * dil_h must be a non-negative multiple of stride_h.
-        let num_h = i32(h + p.pad_h) - i32(kh * p.dil_h);
-        if (num_h < 0 || num_h % i32(p.stride_h) != 0) { continue; }
-        let oh = u32(num_h) / p.stride_h;
-        if (oh >= p.oh) { continue; }
-        for (var kw = 0u; kw < p.kw; kw++) {
-            let num_w = i32(w + p.pad_w) - i32(kw * p.dil_w);
-            if (num_w < 0 || num_w % i32(p.stride_w) != 0) { continue; }
-            let ow = u32(num_w) / p.stride_w;
-            if (ow >= p.ow) { continue; }
+    // Output pixel oh sees h at tap kh when oh * stride_h = h + pad_h - kh * dil_h. Walk the
+    // candidate oh directly (about KH / stride_h of them) instead of testing every tap.
+    let sh = h + p.pad_h;
+    let sw = w + p.pad_w;
+    let span_h = (p.kh - 1u) * p.dil_h;
+    let span_w = (p.kw - 1u) * p.dil_w;
+    let oh_first = select(0u, (sh - span_h + p.stride_h - 1u) / p.stride_h, sh > span_h);
+    let oh_last = min(sh / p.stride_h, p.oh - 1u);
+    let ow_first = select(0u, (sw - span_w + p.stride_w - 1u) / p.stride_w, sw > span_w);
+    let ow_last = min(sw / p.stride_w, p.ow - 1u);
+    for (var oh = oh_first; oh <= oh_last && oh < p.oh; oh++) {
+        let dh = sh - oh * p.stride_h;
+        if (dh % p.dil_h != 0u) { continue; }
+        let kh = dh / p.dil_h;
+        for (var ow = ow_first; ow <= ow_last && ow < p.ow; ow++) {
+            let dw = sw - ow * p.stride_w;
+            if (dw % p.dil_w != 0u) { continue; }
+            let kw = dw / p.dil_w;
             let row = (n * p.oh + oh) * p.ow + ow;
             acc += ci_col[row * cols + (c * p.kh + kh) * p.kw + kw];
         }

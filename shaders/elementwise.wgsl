@@ -108,7 +108,13 @@ fn binary_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
     let i = flat(gid, nwg);
     if (i >= bp.n) { return; }
     let x = ba[i];
-    let y = bb[i % bp.b_len];
+    // Integer division is slow on CPU adapters: skip the modulo when nothing is broadcast.
+    var y: f32;
+    if (bp.b_len == bp.n) {
+        y = bb[i];
+    } else {
+        y = bb[i % bp.b_len];
+    }
     var z: f32;
     switch bp.op {
         case 0u: { z = x + y; }

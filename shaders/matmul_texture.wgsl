@@ -14,7 +14,7 @@
 // R = 5, 6, 8 rows for NN, NT, TN. Row blocks vary fastest, so consecutive workgroups reuse
 // the same columns of B from cache.
 //
-// Why it is shaped this way (measured on lavapipe, Mesa 22.3, see kernels/NOTES.md):
+// Why it is shaped this way (measured on lavapipe, Mesa 22.3, see benches/NOTES.md):
 // - llvmpipe runs the 8 lanes of a subgroup as one SIMD vector, one register per scalar.
 //   A storage-buffer load becomes a per-lane scalar loop with bounds checks, while a storage-
 //   texture load is a vector gather: the same tiling reads at 19 GFLOP/s from buffers and

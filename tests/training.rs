@@ -235,3 +235,127 @@ fn diverging_loss_stops_and_keeps_the_last_good_checkpoint() {
         .into_model(&gpu)
         .unwrap();
 }
+
+#[test]
+fn gan_smoke_writes_metrics_grids_and_a_sampleable_checkpoint() {
+    use deepgen::train::train_gan;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = TrainConfig {
+        lr: 2e-4,
+        latent_dim: 16,
+        ..config(dir.path(), 256, 2)
+    };
+    let gpu = gpu();
+    let (_, history) = train_gan(&gpu, &cfg).unwrap();
+    assert_eq!(history.len(), 2);
+    for m in &history {
+        assert!(m.d_loss.is_finite() && m.g_loss.is_finite());
+        assert!(
+            (0.0..=1.0).contains(&m.d_real) && (0.0..=1.0).contains(&m.d_fake),
+            "{m:?}"
+        );
+    }
+    let text = std::fs::read_to_string(cfg.metrics_path()).unwrap();
+    for key in [
+        "d_loss",
+        "g_loss",
+        "d_real",
+        "d_fake",
+        "seconds",
+        "images_per_second",
+    ] {
+        assert!(
+            text.lines().all(|l| l.contains(key)),
+            "{key} missing in {text}"
+        );
+    }
+    for f in [
+        "samples_epoch_001.png",
+        "samples_epoch_002.png",
+        "samples.png",
+    ] {
+        assert_eq!(
+            png_size(&dir.path().join(f)),
+            (8 * 30 + 2, 8 * 30 + 2),
+            "{f}"
+        );
+    }
+    let ckpt = checkpoint::load(&cfg.checkpoint_path()).unwrap();
+    assert_eq!(ckpt.kind().unwrap(), ModelKind::Gan);
+    let model = ckpt.into_model(&gpu).unwrap();
+    let z = Tensor::randn(&gpu, [5, 16]).unwrap();
+    let images = model.generate(&z).unwrap().to_vec().unwrap();
+    assert_eq!(images.len(), 5 * 784);
+    assert!(
+        images.iter().all(|v| (0.0..=1.0).contains(v)),
+        "GAN samples must be pixel intensities"
+    );
+    assert!(
+        model
+            .reconstruct(&Tensor::zeros(&gpu, [1, 784]).unwrap())
+            .is_err(),
+        "a GAN has no encoder"
+    );
+}
+
+#[test]
+fn dcgan_and_conv_vae_smoke() {
+    use deepgen::train::{train_conv_vae, train_dcgan};
+    let dir = tempfile::tempdir().unwrap();
+    let gpu = gpu();
+    let cfg = TrainConfig {
+        lr: 2e-4,
+        latent_dim: 8,
+        batch_size: 32,
+        ..config(&dir.path().join("dcgan"), 64, 1)
+    };
+    let (_, history) = train_dcgan(&gpu, &cfg).unwrap();
+    assert!(history[0].d_loss.is_finite() && history[0].g_loss.is_finite());
+    let ckpt = checkpoint::load(&cfg.checkpoint_path()).unwrap();
+    assert_eq!(ckpt.kind().unwrap(), ModelKind::Dcgan);
+    // Batch-norm running statistics are part of the checkpoint.
+    assert!(ckpt.tensors.contains_key("generator.bn1.running_var"));
+    ckpt.into_model(&gpu).unwrap();
+
+    let cfg = TrainConfig {
+        latent_dim: 8,
+        ..config(&dir.path().join("cvae"), 256, 2)
+    };
+    let (_, history) = train_conv_vae(&gpu, &cfg).unwrap();
+    assert!(history[1].train_loss < history[0].train_loss, "{history:?}");
+    assert_eq!(
+        checkpoint::load(&cfg.checkpoint_path())
+            .unwrap()
+            .kind()
+            .unwrap(),
+        ModelKind::ConvVae
+    );
+    assert!(dir.path().join("cvae/reconstructions.png").is_file());
+}
+
+#[test]
+fn classifier_smoke_learns_and_cannot_sample() {
+    use deepgen::train::train_classifier;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), 512, 2);
+    let gpu = gpu();
+    let (_, history) = train_classifier(&gpu, &cfg).unwrap();
+    assert!(history[1].train_loss < history[0].train_loss);
+    // 512 images, 2 epochs: far above chance (0.1) already.
+    assert!(history[1].test_accuracy > 0.5, "{history:?}");
+    let text = std::fs::read_to_string(cfg.metrics_path()).unwrap();
+    assert!(
+        text.lines()
+            .all(|l| l.contains("test_accuracy") && l.contains("test_loss"))
+    );
+    let err = checkpoint::load(&cfg.checkpoint_path())
+        .unwrap()
+        .into_model(&gpu)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("classifier") && err.contains("cannot generate"),
+        "{err}"
+    );
+}

@@ -15,7 +15,8 @@ use crate::ops::softmax_cross_entropy;
 use crate::optim::Adam;
 use crate::tensor::Tensor;
 use crate::train::{
-    TrainConfig, append_jsonl, check_finite, epoch_bar, prepare_out_dir, save_checkpoint,
+    EVAL_BATCH, TrainConfig, append_jsonl, check_finite, epoch_bar, prepare_out_dir,
+    save_checkpoint,
 };
 
 /// One line of metrics.jsonl for the classifier.
@@ -48,7 +49,7 @@ pub fn evaluate_classifier(model: &Classifier, gpu: &Gpu, data: &Dataset) -> Res
     let mut loss_sum = Tensor::zeros(gpu, [])?;
     let mut correct = 0usize;
     let idx: Vec<usize> = (0..data.len()).collect();
-    for chunk in idx.chunks(1000) {
+    for chunk in idx.chunks(EVAL_BATCH) {
         let x = Tensor::from_slice(gpu, &data.gather(chunk), [chunk.len(), data.pixels()])?;
         let logits = model.forward(&x)?;
         loss_sum =

@@ -31,6 +31,10 @@ use std::collections::BTreeMap;
 use crate::checkpoint;
 use crate::models::ModelKind;
 
+/// Images per evaluation batch: small enough that the largest im2col matrix (the
+/// classifier's second convolution, 196 x 512 floats per image) fits in a 128 MiB binding.
+pub const EVAL_BATCH: usize = 250;
+
 /// Everything a training run is told on the command line.
 #[derive(Clone, Debug)]
 pub struct TrainConfig {

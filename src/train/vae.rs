@@ -19,8 +19,8 @@ use crate::nn::Module;
 use crate::optim::Adam;
 use crate::tensor::Tensor;
 use crate::train::{
-    TrainConfig, append_jsonl, check_finite, epoch_bar, prepare_out_dir, save_checkpoint,
-    write_reconstructions, write_samples,
+    EVAL_BATCH, TrainConfig, append_jsonl, check_finite, epoch_bar, prepare_out_dir,
+    save_checkpoint, write_reconstructions, write_samples,
 };
 
 /// One line of metrics.jsonl. Losses are per sample, in nats, averaged over the split.
@@ -57,7 +57,7 @@ pub struct VaeEval {
 }
 
 /// Evaluates the (beta-weighted) negative ELBO on `data`, one z sample per image,
-/// in batches of 1,000, without recording gradients. One readback at the end.
+/// in batches of EVAL_BATCH, without recording gradients. One readback at the end.
 pub fn evaluate_vae(
     model: &dyn VariationalModel,
     gpu: &Gpu,
@@ -72,7 +72,7 @@ pub fn evaluate_vae(
         Tensor::zeros(gpu, [])?,
     ];
     let idx: Vec<usize> = (0..data.len()).collect();
-    for chunk in idx.chunks(1000) {
+    for chunk in idx.chunks(EVAL_BATCH) {
         let x = Tensor::from_slice(gpu, &data.gather(chunk), [chunk.len(), data.pixels()])?;
         let l = model.loss(&x, beta)?;
         for (s, t) in sums.iter_mut().zip([&l.per_sample, &l.recon, &l.kl]) {
@@ -94,7 +94,7 @@ pub fn evaluate_autoencoder(model: &Autoencoder, gpu: &Gpu, data: &Dataset) -> R
     let _no_grad = no_grad();
     let mut sum = Tensor::zeros(gpu, [])?;
     let idx: Vec<usize> = (0..data.len()).collect();
-    for chunk in idx.chunks(1000) {
+    for chunk in idx.chunks(EVAL_BATCH) {
         let x = Tensor::from_slice(gpu, &data.gather(chunk), [chunk.len(), data.pixels()])?;
         sum = sum.add(&model.loss(&x)?.sum()?)?;
     }
