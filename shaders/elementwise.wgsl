@@ -6,6 +6,7 @@
 //   binary_forward  c[i] = a[i] (op) b[i % b_len]            0 a, 1 b, 2 c, 3 BinaryParams
 //   binary_backward da[i], db_full[i] for mul and div        0 a, 1 b, 2 dy, 3 da, 4 db_full, 5 BinaryParams
 //   fill            y[i] = value                             0 y, 1 FillParams
+//   repeat_rows     y[(r K + j) D + d] = x[r D + d], j < K   0 x, 1 y, 2 RepeatParams  (each row K times)
 // `b[i % b_len]` is the broadcast rule: b_len = n (same shape), the row length
 // (a bias row added to every row), or 1 (a scalar).
 // Dispatch grid: grid_1d(n, 256): (min(G, 65535), ceil(G / 65535), 1) workgroups of 256,
@@ -160,4 +161,26 @@ fn fill(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let i = flat(gid, nwg);
     if (i >= fp.n) { return; }
     fy[i] = fp.value;
+}
+
+// ---- repeat_rows -------------------------------------------------------------------
+
+struct RepeatParams {
+    rows: u32,
+    dim: u32,
+    times: u32,
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<storage, read> rx: array<f32>;
+@group(0) @binding(1) var<storage, read_write> ry: array<f32>;
+@group(0) @binding(2) var<uniform> rp: RepeatParams;
+
+@compute @workgroup_size(256)
+fn repeat_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(gid, nwg);
+    if (i >= rp.rows * rp.times * rp.dim) { return; }
+    let d = i % rp.dim;
+    let r = i / (rp.dim * rp.times);
+    ry[i] = rx[r * rp.dim + d];
 }

@@ -12,6 +12,10 @@
 // stream; keep = 1 - p, scale = 1 / keep, Srivastava et al. 2014 with "inverted" scaling),
 // y[i] = x[i] * mask[i]. Bindings: 0 x (read); 1 y, 2 mask (read_write); 3 DropoutParams.
 // Dispatch grid: grid_1d(ceil(n / 4), 256); four elements per thread.
+//
+// bernoulli: y[i] = 1 if u_i < p[i] else 0 (a binarization of intensities p in [0, 1], as
+// "dynamic binarization" of MNIST draws afresh every epoch). Bindings: 0 p (read); 1 y
+// (read_write); 2 DropoutParams (keep and scale unused). Dispatch grid: grid_1d(ceil(n / 4), 256).
 
 struct RandnParams {
     n: u32,
@@ -124,6 +128,24 @@ fn dropout(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
             let m = select(0.0, d_p.scale, to_unit(bits[j]) < d_p.keep);
             d_mask[i] = m;
             d_y[i] = d_x[i] * m;
+        }
+    }
+}
+
+@group(0) @binding(0) var<storage, read> b_p: array<f32>;
+@group(0) @binding(1) var<storage, read_write> b_y: array<f32>;
+@group(0) @binding(2) var<uniform> b_params: DropoutParams;
+
+@compute @workgroup_size(256)
+fn bernoulli(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = gid.x + gid.y * nwg.x * WG;
+    let first = t * 4u;
+    if (first >= b_params.n) { return; }
+    let bits = philox_for_thread(t, b_params.counter_lo, b_params.counter_hi, b_params.seed_lo, b_params.seed_hi);
+    for (var j = 0u; j < 4u; j++) {
+        let i = first + j;
+        if (i < b_params.n) {
+            b_y[i] = select(0.0, 1.0, to_unit(bits[j]) < b_p[i]);
         }
     }
 }

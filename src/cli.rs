@@ -21,8 +21,14 @@ pub enum Command {
     Info,
     /// Train a model on MNIST (or a dataset in the same format).
     Train(TrainArgs),
-    /// Decode samples from a checkpoint's prior into a PNG grid.
+    /// Decode samples from a checkpoint's prior: a PNG grid, or an N x 28 x 28 .npy array.
     Sample(SampleArgs),
+    /// Latent traversal: vary one latent dimension at a time and decode (rows = dimensions).
+    Traverse(TraverseArgs),
+    /// Decode a path between two codes (two test images for a VAE, two noise seeds for a GAN).
+    Interpolate(InterpolateArgs),
+    /// Test negative ELBO, IWAE negative log-likelihood, classifier-Frechet distance, class entropy.
+    Eval(EvalArgs),
 }
 
 /// The models `deepgen train` knows.
@@ -111,6 +117,10 @@ pub struct TrainArgs {
     /// Hide the progress bars.
     #[arg(long)]
     pub no_progress: bool,
+    /// Binarized MNIST (VAEs): binarize training batches afresh every step, and the test set
+    /// once with a fixed seed, as the binarized-MNIST likelihood literature does.
+    #[arg(long)]
+    pub binarize: bool,
 }
 
 /// Options of `deepgen sample`.
@@ -122,7 +132,7 @@ pub struct SampleArgs {
     /// Number of samples.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
     pub n: u64,
-    /// Output PNG.
+    /// Output: a .png grid, or a .npy file of N x 28 x 28 float32 intensities in [0, 1].
     #[arg(long, default_value = "samples.png")]
     pub out: PathBuf,
     /// Seed of the latent codes.
@@ -131,4 +141,85 @@ pub struct SampleArgs {
     /// Refuse the checkpoint unless it holds this kind of model.
     #[arg(long, value_enum)]
     pub model: Option<ModelArg>,
+}
+
+/// Options of `deepgen traverse`.
+#[derive(clap::Args, Debug)]
+pub struct TraverseArgs {
+    /// A checkpoint of a VAE (or a GAN: from z = 0, dimensions in order).
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// Start from the code of this test image [default: z = 0].
+    #[arg(long)]
+    pub image_index: Option<usize>,
+    /// Dimensions to vary, e.g. --dims 3,0,7 [default: active ones by decreasing KL].
+    #[arg(long, value_delimiter = ',')]
+    pub dims: Option<Vec<usize>>,
+    /// Values per dimension.
+    #[arg(long, default_value_t = 9, value_parser = clap::value_parser!(u64).range(2..=64))]
+    pub steps: u64,
+    /// Values run from -RANGE to +RANGE.
+    #[arg(long, default_value_t = 3.0, value_parser = positive_f32)]
+    pub range: f32,
+    /// MNIST directory (for the test image and the per-dimension KL).
+    #[arg(long, default_value = "data/mnist")]
+    pub data: PathBuf,
+    /// Output PNG.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// Options of `deepgen interpolate`.
+#[derive(clap::Args, Debug)]
+pub struct InterpolateArgs {
+    /// A checkpoint of a VAE or a GAN.
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// First test image (VAE) or noise seed (GAN).
+    #[arg(long)]
+    pub from: usize,
+    /// Last test image (VAE) or noise seed (GAN).
+    #[arg(long)]
+    pub to: usize,
+    /// Decoded points along the path.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(2..=64))]
+    pub steps: u64,
+    /// MNIST directory.
+    #[arg(long, default_value = "data/mnist")]
+    pub data: PathBuf,
+    /// Output PNG (one row).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// Options of `deepgen eval`.
+#[derive(clap::Args, Debug)]
+pub struct EvalArgs {
+    /// The checkpoint to evaluate.
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// Importance samples K of the IWAE bound (the papers use 5000).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub samples: u64,
+    /// Evaluate the likelihood on the first N test images [default: all 10,000].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub test_images: Option<u64>,
+    /// Generated samples for the classifier-Frechet distance and class entropy (0: skip).
+    #[arg(long, default_value_t = 10_000)]
+    pub fid_samples: u64,
+    /// Digit classifier checkpoint for the Frechet distance.
+    #[arg(long, default_value = "runs/classifier/model.safetensors")]
+    pub classifier: PathBuf,
+    /// Use the fixed binarization of the test set (automatic for --binarize checkpoints).
+    #[arg(long)]
+    pub binarize: bool,
+    /// MNIST directory.
+    #[arg(long, default_value = "data/mnist")]
+    pub data: PathBuf,
+    /// Seed of the importance and prior samples.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Also write the figures as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
 }

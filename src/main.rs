@@ -5,13 +5,16 @@ mod cli;
 use anyhow::{Context, Result};
 use clap::Parser;
 
-use cli::{Cli, Command, SampleArgs, TrainArgs};
+use cli::{Cli, Command, EvalArgs, InterpolateArgs, SampleArgs, TrainArgs, TraverseArgs};
+use deepgen::data::Mnist;
+use deepgen::eval::report::{EvalOptions, evaluate};
+use deepgen::latent::{self, TraversalSpec};
 use deepgen::models::ModelKind;
 use deepgen::train::{
-    TrainConfig, train_autoencoder, train_classifier, train_conv_vae, train_dcgan, train_gan,
-    train_vae, write_samples,
+    TrainConfig, grid_cols, prior_samples, train_autoencoder, train_classifier, train_conv_vae,
+    train_dcgan, train_gan, train_vae,
 };
-use deepgen::{Gpu, checkpoint};
+use deepgen::{Gpu, checkpoint, viz};
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
@@ -19,6 +22,9 @@ fn main() -> Result<()> {
         Command::Info => info(),
         Command::Train(args) => train(args),
         Command::Sample(args) => sample(args),
+        Command::Traverse(args) => traverse(args),
+        Command::Interpolate(args) => interpolate(args),
+        Command::Eval(args) => eval(args),
     }
 }
 
@@ -85,6 +91,7 @@ fn train(args: TrainArgs) -> Result<()> {
         beta: args.beta,
         log_every: args.log_every as usize,
         progress: !args.no_progress,
+        binarize: args.binarize,
     };
     let gpu = open_gpu()?;
     println!(
@@ -123,17 +130,157 @@ fn sample(args: SampleArgs) -> Result<()> {
     let model = ckpt.into_model(&gpu)?;
     if model.kind() == ModelKind::Autoencoder {
         eprintln!(
-            "note: a plain autoencoder has no prior over z; samples from N(0, I) are not expected to look like digits (that is what the VAE adds)"
+            "note: a plain autoencoder has no prior over z; samples from N(0, I) are not expected \
+             to look like digits (that is what the VAE adds)"
         );
     }
-    let side = (model
-        .metadata()
-        .get("input_dim")
-        .and_then(|v| v.parse::<f64>().ok())
-        .unwrap_or(784.0))
-    .sqrt() as usize;
-    write_samples(model.as_ref(), &gpu, args.n as usize, side, &args.out)
-        .with_context(|| format!("writing {}", args.out.display()))?;
-    println!("wrote {} samples to {}", args.n, args.out.display());
+    let n = args.n as usize;
+    let images = prior_samples(model.as_ref(), &gpu, n)?;
+    let is_npy = args
+        .out
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("npy"));
+    if is_npy {
+        write_npy(&args.out, &images, [n, 28, 28])?;
+    } else {
+        viz::save_grid(&args.out, &images, 28, 28, grid_cols(n))?;
+    }
+    println!("wrote {n} samples to {}", args.out.display());
+    Ok(())
+}
+
+fn traverse(args: TraverseArgs) -> Result<()> {
+    let gpu = open_gpu()?;
+    let model = checkpoint::load(&args.checkpoint)?.into_model(&gpu)?;
+    let mnist = Mnist::load(&args.data)?;
+    let spec = TraversalSpec {
+        image_index: args.image_index,
+        dims: args.dims,
+        steps: args.steps as usize,
+        range: args.range,
+    };
+    let t = latent::traverse(model.as_ref(), &gpu, &mnist.test, &spec)?;
+    if t.dims.is_empty() {
+        anyhow::bail!(
+            "no dimension to traverse: every latent dimension is inactive (KL < {} nats)",
+            latent::INACTIVE_KL
+        );
+    }
+    viz::save_grid(&args.out, &t.images, 28, 28, spec.steps)?;
+    println!(
+        "rows (dimension: mean KL in nats), columns z_d from {:.2} to {:.2}:",
+        -args.range, args.range
+    );
+    for d in &t.dims {
+        match &t.kl_per_dim {
+            Some(kl) => println!("  z[{d}]: {:.3}", kl[*d]),
+            None => println!("  z[{d}]"),
+        }
+    }
+    if !t.inactive.is_empty() {
+        println!(
+            "skipped {} inactive dimensions (KL < {} nats): {:?}",
+            t.inactive.len(),
+            latent::INACTIVE_KL,
+            t.inactive
+        );
+    }
+    println!("wrote {}", args.out.display());
+    Ok(())
+}
+
+fn interpolate(args: InterpolateArgs) -> Result<()> {
+    let gpu = open_gpu()?;
+    let model = checkpoint::load(&args.checkpoint)?.into_model(&gpu)?;
+    let mnist = Mnist::load(&args.data)?;
+    for i in [args.from, args.to] {
+        if model.as_variational().is_some() && i >= mnist.test.len() {
+            anyhow::bail!(
+                "test image {i} does not exist (the test set has {} images)",
+                mnist.test.len()
+            );
+        }
+    }
+    let images = latent::interpolate(
+        model.as_ref(),
+        &gpu,
+        &mnist.test,
+        args.from,
+        args.to,
+        args.steps as usize,
+    )?;
+    let n = images.len() / 784;
+    viz::save_grid(&args.out, &images, 28, 28, n)?;
+    let how = if model.as_variational().is_some() {
+        "linear between the codes of the two test images (originals at the ends)"
+    } else {
+        "spherical between the two seeded noise vectors"
+    };
+    println!("wrote {} ({n} images, {how})", args.out.display());
+    Ok(())
+}
+
+fn eval(args: EvalArgs) -> Result<()> {
+    let gpu = open_gpu()?;
+    let opts = EvalOptions {
+        data_dir: args.data,
+        iwae_k: args.samples as usize,
+        test_images: args.test_images.map(|n| n as usize),
+        fid_samples: args.fid_samples as usize,
+        classifier: args.classifier,
+        binarize: args.binarize,
+        seed: args.seed,
+    };
+    let r = evaluate(&gpu, &args.checkpoint, &opts).context("evaluating")?;
+    println!(
+        "model {} ({}){}",
+        r.model,
+        r.checkpoint,
+        if r.binarized {
+            ", binarized test set"
+        } else {
+            ""
+        }
+    );
+    if let (Some(e), Some(i), Some(k), Some(n)) = (r.neg_elbo, r.iwae_nll, r.iwae_k, r.test_images)
+    {
+        println!("  test negative ELBO      {e:.2} nats");
+        println!("  IWAE NLL (K = {k:>5})    {i:.2} nats   ({n} test images)");
+    }
+    if let (Some(fd), Some(floor), Some(h), Some(n)) = (
+        r.classifier_fid,
+        r.classifier_fid_floor,
+        r.class_entropy,
+        r.samples,
+    ) {
+        println!(
+            "  classifier-FID          {fd:.3}   (train vs test floor {floor:.3}; {n} samples)"
+        );
+        println!(
+            "  class entropy           {h:.3} nats (uniform: {:.3}), histogram {:?}",
+            10f64.ln(),
+            r.class_histogram.clone().unwrap_or_default()
+        );
+    }
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&r)?;
+        deepgen::files::write_atomic(path, text.as_bytes())?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+/// Writes `values` as a float32 NumPy array of `shape` (through the npyz crate), atomically.
+fn write_npy(path: &std::path::Path, values: &[f32], shape: [usize; 3]) -> Result<()> {
+    use npyz::WriterBuilder;
+    let mut bytes = Vec::new();
+    let mut writer = npyz::WriteOptions::new()
+        .default_dtype()
+        .shape(&shape.map(|d| d as u64))
+        .writer(&mut bytes)
+        .begin_nd()?;
+    writer.extend(values.iter().copied())?;
+    writer.finish()?;
+    deepgen::files::write_atomic(path, &bytes)?;
     Ok(())
 }

@@ -85,6 +85,121 @@ fn train_then_sample_as_a_user_would() {
     let img = image::open(&png).unwrap();
     assert_eq!((img.width(), img.height()), (4 * 30 + 2, 4 * 30 + 2));
 
+    // Samples as data: an N x 28 x 28 float32 NumPy array.
+    let npy = dir.path().join("s.npy");
+    let o = deepgen(&[
+        "sample",
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+        "--n",
+        "12",
+        "--out",
+        npy.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let bytes = std::fs::read(&npy).unwrap();
+    let arr = npyz::NpyFile::new(&bytes[..]).unwrap();
+    assert_eq!(arr.shape(), &[12, 28, 28]);
+    assert_eq!(arr.dtype(), npyz::DType::Plain("<f4".parse().unwrap()));
+    let values: Vec<f32> = arr.into_vec().unwrap();
+    assert!(values.iter().all(|v| (0.0..=1.0).contains(v)));
+
+    // Latent traversal: rows = dimensions, columns = steps.
+    let trav = dir.path().join("t.png");
+    let o = deepgen(&[
+        "traverse",
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+        "--image-index",
+        "0",
+        "--dims",
+        "0,1,2",
+        "--steps",
+        "5",
+        "--out",
+        trav.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let img = image::open(&trav).unwrap();
+    assert_eq!((img.width(), img.height()), (5 * 30 + 2, 3 * 30 + 2));
+    let o = deepgen(&[
+        "traverse",
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+        "--dims",
+        "99",
+        "--out",
+        trav.to_str().unwrap(),
+    ]);
+    assert!(
+        !o.status.success() && text(&o).1.contains("dimension 99"),
+        "{:?}",
+        text(&o)
+    );
+
+    // Interpolation strip: the two originals and 6 steps.
+    let strip = dir.path().join("i.png");
+    let o = deepgen(&[
+        "interpolate",
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+        "--from",
+        "0",
+        "--to",
+        "1",
+        "--steps",
+        "6",
+        "--out",
+        strip.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let img = image::open(&strip).unwrap();
+    assert_eq!((img.width(), img.height()), (8 * 30 + 2, 30 + 2));
+
+    // Likelihood evaluation to JSON (no classifier needed with --fid-samples 0).
+    let json = dir.path().join("eval.json");
+    let o = deepgen(&[
+        "eval",
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+        "--samples",
+        "16",
+        "--test-images",
+        "40",
+        "--fid-samples",
+        "0",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(v["iwae_k"], 16);
+    assert_eq!(v["test_images"], 40);
+    assert!(
+        v["iwae_nll"].as_f64().unwrap() <= v["neg_elbo"].as_f64().unwrap(),
+        "{v}"
+    );
+    // Without a classifier the Frechet distance explains how to get one.
+    let o = deepgen(&[
+        "eval",
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+        "--samples",
+        "2",
+        "--test-images",
+        "4",
+        "--fid-samples",
+        "100",
+        "--classifier",
+        "/no/classifier.safetensors",
+    ]);
+    assert!(
+        !o.status.success() && text(&o).1.contains("deepgen train classifier"),
+        "{:?}",
+        text(&o)
+    );
+
     // Asking for another kind of model is refused, naming both kinds.
     let o = deepgen(&[
         "sample",

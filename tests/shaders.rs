@@ -7,8 +7,8 @@ use std::mem::size_of;
 
 use deepgen::gpu::{Kernel, MAX_PARAMS_BYTES, ShaderFile};
 use deepgen::ops::{
-    BinaryParams, ConvParams, ElemParams, LayoutParams, MatmulParams, ReduceParams, RowParams,
-    RowsParams, TexMatmulParams, UnaryParams,
+    BinaryParams, ConvParams, ElemParams, LayoutParams, MatmulParams, ReduceParams, RepeatParams,
+    RowParams, RowsParams, TexMatmulParams, UnaryParams,
 };
 use deepgen::ops::{DropoutParams, NormParams, RandnParams};
 use deepgen::optim::AdamParams;
@@ -40,6 +40,8 @@ fn params_size(kernel: Kernel) -> usize {
         Dropout => size_of::<DropoutParams>(),
         SoftmaxCrossEntropyForward | SoftmaxCrossEntropyBackward => size_of::<RowParams>(),
         MatmulTextureNN | MatmulTextureNT | MatmulTextureTN => size_of::<TexMatmulParams>(),
+        RepeatRows => size_of::<RepeatParams>(),
+        Bernoulli => size_of::<DropoutParams>(),
     }
 }
 

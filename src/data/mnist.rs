@@ -52,6 +52,24 @@ impl Dataset {
         out
     }
 
+    /// A fixed binarization: each pixel becomes 1 with probability equal to its intensity,
+    /// drawn once from a generator seeded with `seed`, so the same seed always gives the same
+    /// binary images (the test set of the binarized-MNIST likelihood tables is fixed this way).
+    pub fn binarized(&self, seed: u64) -> Dataset {
+        use rand::RngExt;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        Dataset {
+            images: self
+                .images
+                .iter()
+                .map(|&p| if rng.random::<f32>() < p { 1.0 } else { 0.0 })
+                .collect(),
+            labels: self.labels.clone(),
+            rows: self.rows,
+            cols: self.cols,
+        }
+    }
+
     /// The first `n` images only (all if `n` is larger).
     pub fn truncate(mut self, n: usize) -> Dataset {
         let n = n.min(self.len());

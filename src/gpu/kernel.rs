@@ -125,6 +125,8 @@ pub enum Kernel {
     MatmulTextureNN,
     MatmulTextureNT,
     MatmulTextureTN,
+    RepeatRows,
+    Bernoulli,
 }
 
 /// Where a kernel lives and what it binds.
@@ -144,7 +146,7 @@ pub struct KernelSpec {
 
 impl Kernel {
     /// Every kernel, for tests that check each entry point exists.
-    pub const ALL: [Kernel; 35] = [
+    pub const ALL: [Kernel; 37] = [
         Kernel::MatmulNN,
         Kernel::MatmulNT,
         Kernel::MatmulTN,
@@ -180,6 +182,8 @@ impl Kernel {
         Kernel::MatmulTextureNN,
         Kernel::MatmulTextureNT,
         Kernel::MatmulTextureTN,
+        Kernel::RepeatRows,
+        Kernel::Bernoulli,
     ];
 
     /// The kernel table: file, entry point, (read inputs, read_write outputs).
@@ -222,6 +226,8 @@ impl Kernel {
             MatmulTextureNN => (F::MatmulTexture, "matmul_texture_nn", 2, 1),
             MatmulTextureNT => (F::MatmulTexture, "matmul_texture_nt", 2, 1),
             MatmulTextureTN => (F::MatmulTexture, "matmul_texture_tn", 2, 1),
+            RepeatRows => (F::Elementwise, "repeat_rows", 1, 1),
+            Bernoulli => (F::Random, "bernoulli", 1, 1),
         };
         KernelSpec {
             file,

@@ -2,9 +2,10 @@
 //! with a sharp answer, and its 128-d penultimate layer is the feature space in which
 //! later tools compare generated and real images.
 //!
-//! conv(1 -> 32, k4 s2 p1) ReLU [32x14x14] -> conv(32 -> 64, k4 s2 p1) ReLU [64x7x7]
-//! -> flatten -> linear 3136 -> 128 ReLU (the features) -> dropout 0.25 -> linear 128 -> 10
-//! logits; softmax cross-entropy. Strided convolutions instead of pooling.
+//! conv(1 -> 32, k4 s2 p1) batch norm ReLU [32x14x14] -> conv(32 -> 64, k4 s2 p1) batch norm
+//! ReLU [64x7x7] -> flatten -> linear 3136 -> 128 ReLU (the features) -> dropout 0.25 ->
+//! linear 128 -> 10 logits; softmax cross-entropy. Strided convolutions instead of pooling;
+//! batch norm so that two epochs are enough (98.3% without it, 2 epochs).
 
 use std::collections::BTreeMap;
 
@@ -12,7 +13,9 @@ use rand::Rng;
 
 use crate::error::Result;
 use crate::gpu::Gpu;
-use crate::nn::{Conv2d, Dropout, Init, Linear, Module, flatten, prefixed};
+use crate::nn::{
+    BatchNorm2d, Conv2d, Dropout, Init, Linear, Module, flatten, prefixed, prefixed_buffers,
+};
 use crate::ops::Conv2dOptions;
 use crate::tensor::Tensor;
 
@@ -22,7 +25,9 @@ pub const FEATURE_DIM: usize = 128;
 /// Convolutional classifier of 28x28 digits into 10 classes.
 pub struct Classifier {
     conv1: Conv2d,
+    bn1: BatchNorm2d,
     conv2: Conv2d,
+    bn2: BatchNorm2d,
     fc1: Linear,
     dropout: Dropout,
     fc2: Linear,
@@ -33,8 +38,10 @@ impl Classifier {
     pub fn new(gpu: &Gpu, rng: &mut impl Rng) -> Result<Classifier> {
         let init = Init::PyTorch;
         Ok(Classifier {
-            conv1: Conv2d::new(gpu, 1, 32, 4, Conv2dOptions::new(2, 1), true, init, rng)?,
-            conv2: Conv2d::new(gpu, 32, 64, 4, Conv2dOptions::new(2, 1), true, init, rng)?,
+            conv1: Conv2d::new(gpu, 1, 32, 4, Conv2dOptions::new(2, 1), false, init, rng)?,
+            bn1: BatchNorm2d::new(gpu, 32)?,
+            conv2: Conv2d::new(gpu, 32, 64, 4, Conv2dOptions::new(2, 1), false, init, rng)?,
+            bn2: BatchNorm2d::new(gpu, 64)?,
             fc1: Linear::new(gpu, 64 * 7 * 7, FEATURE_DIM, rng)?,
             dropout: Dropout::new(0.25),
             fc2: Linear::new(gpu, FEATURE_DIM, 10, rng)?,
@@ -44,14 +51,22 @@ impl Classifier {
     /// The 128-d penultimate features: `x (B, 784)` in [0, 1] -> `(B, 128)`.
     pub fn features(&self, x: &Tensor) -> Result<Tensor> {
         let b = x.dims()[0];
-        let h = self.conv1.forward(&x.reshape([b, 1, 28, 28])?)?.relu()?;
-        let h = self.conv2.forward(&h)?.relu()?;
+        let h = self
+            .bn1
+            .forward(&self.conv1.forward(&x.reshape([b, 1, 28, 28])?)?)?
+            .relu()?;
+        let h = self.bn2.forward(&self.conv2.forward(&h)?)?.relu()?;
         self.fc1.forward(&flatten(&h)?)?.relu()
     }
 
     /// Class logits: `x (B, 784)` -> `(B, 10)`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.fc2.forward(&self.dropout.forward(&self.features(x)?)?)
+        self.classify_features(&self.features(x)?)
+    }
+
+    /// Class logits from features: `(B, 128)` -> `(B, 10)` (dropout in training mode).
+    pub fn classify_features(&self, features: &Tensor) -> Result<Tensor> {
+        self.fc2.forward(&self.dropout.forward(features)?)
     }
 
     /// Hyperparameters for the checkpoint.
@@ -66,13 +81,23 @@ impl Classifier {
 impl Module for Classifier {
     fn named_parameters(&self) -> Vec<(String, Tensor)> {
         let mut p = prefixed("conv1", &self.conv1);
+        p.extend(prefixed("bn1", &self.bn1));
         p.extend(prefixed("conv2", &self.conv2));
+        p.extend(prefixed("bn2", &self.bn2));
         p.extend(prefixed("fc1", &self.fc1));
         p.extend(prefixed("fc2", &self.fc2));
         p
     }
 
+    fn named_buffers(&self) -> Vec<(String, Tensor)> {
+        let mut b = prefixed_buffers("bn1", &self.bn1);
+        b.extend(prefixed_buffers("bn2", &self.bn2));
+        b
+    }
+
     fn set_training(&self, training: bool) {
+        self.bn1.set_training(training);
+        self.bn2.set_training(training);
         self.dropout.set_training(training);
     }
 }

@@ -122,6 +122,10 @@ impl Generative for ConvVae {
         ])
     }
 
+    fn as_variational(&self) -> Option<&dyn VariationalModel> {
+        Some(self)
+    }
+
     fn latent_dim(&self) -> usize {
         self.latent_dim
     }

@@ -200,6 +200,11 @@ pub trait Generative: Module {
     /// Decodes latent codes `z (n, latent_dim)` into pixel intensities in [0, 1], `(n, input_dim)`.
     fn generate(&self, z: &Tensor) -> Result<Tensor>;
 
+    /// The model as a VAE (encoder with mu and logvar), if it is one.
+    fn as_variational(&self) -> Option<&dyn VariationalModel> {
+        None
+    }
+
     /// Encodes and decodes images `x (n, input_dim)` in [0, 1]: the reconstruction, `(n, input_dim)`
     /// (for a VAE, decoded from the mean mu).
     ///

@@ -129,6 +129,10 @@ impl Generative for Vae {
         self.config.to_metadata()
     }
 
+    fn as_variational(&self) -> Option<&dyn VariationalModel> {
+        Some(self)
+    }
+
     fn latent_dim(&self) -> usize {
         self.config.latent_dim
     }

@@ -33,6 +33,20 @@ pub struct BinaryParams {
     pub _pad: u32,
 }
 
+/// Params of `repeat_rows`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct RepeatParams {
+    /// Rows of the input.
+    pub rows: u32,
+    /// Row length.
+    pub dim: u32,
+    /// Copies of each row.
+    pub times: u32,
+    /// Padding to 16 bytes.
+    pub _pad: u32,
+}
+
 /// The element-wise functions of `unary_forward`, with their shader codes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Unary {
@@ -243,5 +257,50 @@ impl Tensor {
     /// `alpha * x + beta`.
     pub fn affine(&self, alpha: f32, beta: f32) -> Result<Tensor> {
         unary_op(self, Unary::Affine, alpha, beta)
+    }
+}
+
+impl Tensor {
+    /// Each row repeated `times` times in a row: `(B, D) -> (B * times, D)`, row `r` at rows
+    /// `r * times .. (r + 1) * times` (`torch.repeat_interleave(x, times, dim=0)`). The
+    /// gradient sums the copies back.
+    ///
+    /// Errors: [`Error::Shape`] unless the tensor is a matrix; `times` 0 is refused.
+    pub fn repeat_rows(&self, times: usize) -> Result<Tensor> {
+        let [rows, dim] = self.dims()[..] else {
+            return Err(Error::shape(
+                "repeat_rows",
+                format!("needs a matrix, got {}", self.shape()),
+            ));
+        };
+        if times == 0 {
+            return Err(Error::shape("repeat_rows", "times must be at least 1"));
+        }
+        let gpu = self.gpu();
+        let n = rows * times * dim;
+        let y = Tensor::alloc(gpu, "repeat_rows", n)?;
+        let params = RepeatParams {
+            rows: rows as u32,
+            dim: dim as u32,
+            times: times as u32,
+            _pad: 0,
+        };
+        gpu.dispatch(
+            Kernel::RepeatRows,
+            &[],
+            &[self.storage(), &y],
+            &params,
+            grid_1d(n as u64, WORKGROUP_1D),
+        );
+        let backward = Box::new(move |dy: &Tensor| -> Result<Vec<Option<Tensor>>> {
+            Ok(vec![Some(dy.reshape([rows, times, dim])?.sum_axis(1)?)])
+        });
+        Ok(Tensor::from_op(
+            gpu,
+            y,
+            [rows * times, dim].into(),
+            &[self],
+            backward,
+        ))
     }
 }

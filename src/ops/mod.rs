@@ -5,13 +5,13 @@
 //! | file | ops | shader |
 //! | --- | --- | --- |
 //! | `matmul.rs` | `matmul`, `matmul_nt`, `matmul_tn` | `shaders/matmul.wgsl` |
-//! | `elementwise.rs` | `add`, `sub`, `mul`, `div` (with row/scalar broadcast), `relu`, `leaky_relu`, `sigmoid`, `tanh`, `exp`, `scale`, `affine` | `shaders/elementwise.wgsl` |
+//! | `elementwise.rs` | `add`, `sub`, `mul`, `div` (with row/scalar broadcast), `relu`, `leaky_relu`, `sigmoid`, `tanh`, `exp`, `scale`, `affine`, `repeat_rows` | `shaders/elementwise.wgsl` |
 //! | `reduce.rs` | `sum`, `mean`, `sum_axis`, `mean_axis` | `shaders/reduce.wgsl` |
 //! | `vae.rs` | `reparameterize`, `kl_divergence` | `shaders/vae.wgsl` |
 //! | `conv.rs` | `conv2d`, `conv_transpose2d` (im2col + matmul) | `shaders/conv.wgsl` |
 //! | `loss.rs` | `bce_with_logits`, `mse_loss`, `softmax_cross_entropy` | `shaders/loss.wgsl` |
 //! | `norm.rs` | `batch_norm` (1-D and 2-D) | `shaders/norm.wgsl` |
-//! | `random.rs` | `randn`, `dropout` | `shaders/random.wgsl` |
+//! | `random.rs` | `randn`, `dropout`, `bernoulli` | `shaders/random.wgsl` |
 //!
 //! Every Params struct here is `#[repr(C)]` + `Pod` with the field order of its
 //! WGSL twin; `tests/shaders.rs` checks that the sizes agree.
@@ -26,7 +26,7 @@ pub mod reduce;
 pub mod vae;
 
 pub use conv::{Conv2dOptions, ConvParams, LayoutParams, conv_transpose2d, conv2d};
-pub use elementwise::{BinaryParams, UnaryParams};
+pub use elementwise::{BinaryParams, RepeatParams, UnaryParams};
 pub use loss::{RowParams, bce_with_logits, mse_loss, softmax_cross_entropy};
 pub use matmul::{MatmulParams, TexMatmulParams};
 pub use norm::{NormParams, batch_norm};

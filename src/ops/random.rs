@@ -125,3 +125,33 @@ impl Tensor {
         ))
     }
 }
+
+impl Tensor {
+    /// A 0/1 sample per element with P(1) = the element's value (intensities in [0, 1]):
+    /// the binarization of MNIST used by the binarized-MNIST likelihood literature
+    /// ("dynamic binarization" when drawn afresh for every batch). Not differentiable.
+    pub fn bernoulli(&self) -> Result<Tensor> {
+        let gpu = self.gpu();
+        let n = self.numel();
+        let y = Tensor::alloc(gpu, "bernoulli", n)?;
+        let (seed, counter) = gpu.next_random_offset((n as u64).div_ceil(4));
+        let params = DropoutParams {
+            n: n as u32,
+            keep: 0.0,
+            scale: 0.0,
+            seed_lo: seed as u32,
+            seed_hi: (seed >> 32) as u32,
+            counter_lo: counter as u32,
+            counter_hi: (counter >> 32) as u32,
+            _pad: 0,
+        };
+        gpu.dispatch(
+            Kernel::Bernoulli,
+            &[],
+            &[self.storage(), &y],
+            &params,
+            grid_1d((n as u64).div_ceil(4), WORKGROUP_1D),
+        );
+        Ok(Tensor::from_storage(gpu, y, self.shape().clone()))
+    }
+}

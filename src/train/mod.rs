@@ -60,7 +60,13 @@ pub struct TrainConfig {
     pub log_every: usize,
     /// Show progress bars.
     pub progress: bool,
+    /// Binarized MNIST: training batches are binarized afresh every step (dynamic
+    /// binarization) and the test set once with [`BINARIZE_SEED`].
+    pub binarize: bool,
 }
+
+/// Seed of the fixed binarization of the test set in `--binarize` mode.
+pub const BINARIZE_SEED: u64 = 0;
 
 impl Default for TrainConfig {
     fn default() -> Self {
@@ -76,6 +82,7 @@ impl Default for TrainConfig {
             beta: 1.0,
             log_every: 50,
             progress: true,
+            binarize: false,
         }
     }
 }
@@ -95,12 +102,16 @@ impl TrainConfig {
         }
     }
 
-    /// Loads MNIST from `data_dir`, cut to `limit` images per split if set.
+    /// Loads MNIST from `data_dir`, cut to `limit` images per split if set; in binarize
+    /// mode the test set is binarized with [`BINARIZE_SEED`].
     pub fn load_data(&self) -> Result<Mnist> {
         let mut data = Mnist::load(&self.data_dir)?;
         if let Some(n) = self.limit {
             data.train = data.train.truncate(n);
             data.test = data.test.truncate(n);
+        }
+        if self.binarize {
+            data.test = data.test.binarized(BINARIZE_SEED);
         }
         if data.train.is_empty() {
             return Err(Error::data(&self.data_dir, "the training set is empty"));
@@ -168,6 +179,7 @@ pub fn save_checkpoint(
     meta.insert("lr".into(), cfg.lr.to_string());
     meta.insert("batch_size".into(), cfg.batch_size.to_string());
     meta.insert("beta".into(), cfg.beta.to_string());
+    meta.insert("binarized".into(), cfg.binarize.to_string());
     checkpoint::save(&cfg.checkpoint_path(), kind, &meta, state)
 }
 
@@ -225,4 +237,9 @@ pub fn write_reconstructions(
     let recon = model.reconstruct(&x)?.to_vec()?;
     let pairs = viz::interleave(&originals, &recon, test.pixels());
     viz::save_grid(path, &pairs, test.rows, test.cols, 16)
+}
+
+/// Columns of a square-ish grid of `n` images (8 for 64).
+pub fn grid_cols(n: usize) -> usize {
+    ((n as f64).sqrt().ceil() as usize).max(1)
 }

@@ -13,6 +13,7 @@ use serde::Serialize;
 use crate::autograd::no_grad;
 use crate::data::{Batches, Dataset};
 use crate::error::Result;
+use crate::eval::likelihood::kl_per_dim;
 use crate::gpu::Gpu;
 use crate::models::{Autoencoder, ConvVae, Generative, MlpConfig, Vae, VariationalModel};
 use crate::nn::Module;
@@ -36,6 +37,15 @@ pub struct EpochMetrics {
     pub test_recon: f64,
     /// Test KL term (0 for the autoencoder).
     pub test_kl: f64,
+    /// Mean training reconstruction term over the epoch (BCE summed over pixels).
+    pub train_recon: f64,
+    /// Mean training KL term over the epoch.
+    pub train_kl: f64,
+    /// Test KL of each latent dimension (nats), in dimension order: how much of the code
+    /// each dimension carries; beta > 1 switches more of them off.
+    pub test_kl_per_dim: Vec<f64>,
+    /// Weight of the KL term the model was trained with.
+    pub beta: f32,
     /// Wall-clock seconds of the epoch's training steps (evaluation excluded).
     pub seconds: f64,
     /// Training images per second.
@@ -144,16 +154,30 @@ pub fn train_variational(
         let steps = batches.num_batches();
         let bar = epoch_bar(cfg.progress, epoch, cfg.epochs, steps);
         let start = Instant::now();
-        // Sum of per-sample losses over the epoch, kept on the GPU.
-        let mut loss_sum = Tensor::zeros(gpu, [])?;
+        // Sums of per-sample loss, reconstruction and KL over the epoch, kept on the GPU.
+        let mut sums = [
+            Tensor::zeros(gpu, [])?,
+            Tensor::zeros(gpu, [])?,
+            Tensor::zeros(gpu, [])?,
+        ];
         for (step, indices) in batches.enumerate() {
-            let x = Tensor::from_slice(gpu, &data.train.gather(&indices), [indices.len(), pixels])?;
+            let mut x =
+                Tensor::from_slice(gpu, &data.train.gather(&indices), [indices.len(), pixels])?;
+            if cfg.binarize {
+                // Dynamic binarization: a fresh 0/1 draw of every training image each time.
+                x = x.bernoulli()?;
+            }
             let loss = model.loss(&x, cfg.beta)?;
             let grads = loss.loss.backward()?;
             optimizer.step(&params, &grads)?;
             {
                 let _no_grad = no_grad();
-                loss_sum = loss_sum.add(&loss.per_sample.sum()?)?;
+                for (s, t) in sums
+                    .iter_mut()
+                    .zip([&loss.per_sample, &loss.recon, &loss.kl])
+                {
+                    *s = s.add(&t.sum()?)?;
+                }
             }
             if (step + 1) % cfg.log_every == 0 || step + 1 == steps {
                 // The read submits the step's work: still one submit for the step.
@@ -165,17 +189,26 @@ pub fn train_variational(
             }
             bar.inc(1);
         }
-        let train_loss = loss_sum.item()? as f64 / data.train.len() as f64;
+        let n = data.train.len() as f64;
+        let [train_loss, train_recon, train_kl] = sums.map(|s| s.item().map(|v| v as f64 / n));
+        let (train_loss, train_recon, train_kl) = (train_loss?, train_recon?, train_kl?);
         let seconds = start.elapsed().as_secs_f64();
         bar.finish_and_clear();
         check_finite(train_loss as f32, epoch, steps, &cfg.checkpoint_path())?;
         let test = evaluate_vae(model, gpu, &data.test, cfg.beta)?;
+        model.set_training(false);
+        let test_kl_per_dim = kl_per_dim(model, gpu, &data.test, None)?;
+        model.set_training(true);
         let metrics = EpochMetrics {
             epoch,
             train_loss,
             test_loss: test.loss,
             test_recon: test.recon,
             test_kl: test.kl,
+            train_recon,
+            train_kl,
+            test_kl_per_dim,
+            beta: cfg.beta,
             seconds,
             images_per_second: data.train.len() as f64 / seconds,
             train_images: data.train.len(),
@@ -269,6 +302,10 @@ pub fn train_autoencoder(gpu: &Gpu, cfg: &TrainConfig) -> Result<(Autoencoder, V
             test_loss,
             test_recon: test_loss,
             test_kl: 0.0,
+            train_recon: train_loss,
+            train_kl: 0.0,
+            test_kl_per_dim: Vec::new(),
+            beta: 0.0,
             seconds,
             images_per_second: data.train.len() as f64 / seconds,
             train_images: data.train.len(),
