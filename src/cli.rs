@@ -29,6 +29,21 @@ pub enum Command {
     Interpolate(InterpolateArgs),
     /// Test negative ELBO, IWAE negative log-likelihood, classifier-Frechet distance, class entropy.
     Eval(EvalArgs),
+    /// Outlier detection with a VAE's likelihood: AUROC and FPR at 95% TPR.
+    Outliers(OutlierArgs),
+    /// The debiasing experiment: plain classifier vs DB-VAE over several seeds, subgroup accuracies.
+    Debias(DebiasArgs),
+}
+
+/// The per-image scores of `deepgen outliers`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ScoreArg {
+    /// Negative ELBO (nats).
+    Elbo,
+    /// Importance-weighted negative log-likelihood bound (nats).
+    Iwae,
+    /// Reconstruction error of the mean code (nats).
+    Recon,
 }
 
 /// The models `deepgen train` knows.
@@ -46,6 +61,8 @@ pub enum ModelArg {
     Dcgan,
     /// Convolutional digit classifier.
     Classifier,
+    /// Debiasing VAE on the biased "is it odd?" task (with --plain: the same network as a plain classifier).
+    Dbvae,
 }
 
 impl ModelArg {
@@ -58,6 +75,7 @@ impl ModelArg {
             ModelArg::Gan => ModelKind::Gan,
             ModelArg::Dcgan => ModelKind::Dcgan,
             ModelArg::Classifier => ModelKind::Classifier,
+            ModelArg::Dbvae => ModelKind::DbVae,
         }
     }
 }
@@ -121,6 +139,49 @@ pub struct TrainArgs {
     /// once with a fixed seed, as the binarized-MNIST likelihood literature does.
     #[arg(long)]
     pub binarize: bool,
+    /// dbvae: train the plain classifier (no VAE loss, uniform sampling) instead.
+    #[arg(long)]
+    pub plain: bool,
+    /// dbvae: weight of the VAE loss beside the classification loss.
+    #[arg(long, default_value_t = 0.01, value_parser = non_negative_f32)]
+    pub vae_weight: f32,
+    /// dbvae: smoothing alpha of the latent density estimate (smaller = stronger debiasing).
+    #[arg(long, default_value_t = 0.001, value_parser = positive_f32)]
+    pub alpha: f32,
+    /// dbvae: fraction of the odd training digits drawn inverted (the rare attribute).
+    #[arg(long, default_value_t = 0.015, value_parser = fraction)]
+    pub rare_fraction: f64,
+}
+
+fn fraction(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|_| format!("`{s}` is not a number"))?;
+    if !(0.0..=1.0).contains(&v) {
+        return Err(format!("must be between 0 and 1, got {s}"));
+    }
+    Ok(v)
+}
+
+/// Options of `deepgen debias`.
+#[derive(clap::Args, Debug)]
+pub struct DebiasArgs {
+    /// Seeds; each trains the plain classifier and the DB-VAE.
+    #[arg(long, value_delimiter = ',', default_value = "0,1,2")]
+    pub seeds: Vec<u64>,
+    /// Epochs per run.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
+    pub epochs: u64,
+    /// Fraction of the odd training digits drawn inverted.
+    #[arg(long, default_value_t = 0.015, value_parser = fraction)]
+    pub rare_fraction: f64,
+    /// MNIST directory.
+    #[arg(long, default_value = "data/mnist")]
+    pub data: PathBuf,
+    /// Use only the first N training and test images.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub limit: Option<u64>,
+    /// Output directory (debias.json, upweighted.png, one folder per run).
+    #[arg(long, default_value = "runs/debias")]
+    pub out: PathBuf,
 }
 
 /// Options of `deepgen sample`.
@@ -222,4 +283,34 @@ pub struct EvalArgs {
     /// Also write the figures as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
+}
+
+/// Options of `deepgen outliers`.
+#[derive(clap::Args, Debug)]
+pub struct OutlierArgs {
+    /// A VAE checkpoint trained on the in-distribution data.
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// In-distribution data (its test split is scored).
+    #[arg(long, default_value = "data/mnist")]
+    pub data: PathBuf,
+    /// Outliers: a directory of IDX files (its test split, e.g. /usr/share/datasets/fashion-mnist),
+    /// `noise` (uniform noise images) or `rotated` (the in-distribution test set turned 90 degrees).
+    #[arg(long)]
+    pub ood: String,
+    /// How to score an image (higher = more unusual).
+    #[arg(long, value_enum, default_value_t = ScoreArg::Elbo)]
+    pub score: ScoreArg,
+    /// Importance samples per image for the elbo and iwae scores.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub samples: u64,
+    /// Score only the first N images of each set.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub limit: Option<u64>,
+    /// Output directory for summary.json, scores.csv and most_unusual.png.
+    #[arg(long, default_value = "runs/outliers")]
+    pub out: PathBuf,
+    /// Seed of the importance samples.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
 }

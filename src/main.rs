@@ -5,11 +5,16 @@ mod cli;
 use anyhow::{Context, Result};
 use clap::Parser;
 
-use cli::{Cli, Command, EvalArgs, InterpolateArgs, SampleArgs, TrainArgs, TraverseArgs};
+use cli::{
+    Cli, Command, DebiasArgs, EvalArgs, InterpolateArgs, OutlierArgs, SampleArgs, ScoreArg,
+    TrainArgs, TraverseArgs,
+};
 use deepgen::data::Mnist;
 use deepgen::eval::report::{EvalOptions, evaluate};
+use deepgen::eval::score::{OutlierOptions, Score, detect_outliers};
 use deepgen::latent::{self, TraversalSpec};
 use deepgen::models::ModelKind;
+use deepgen::train::dbvae::{DebiasConfig, DebiasMetrics, train_dbvae};
 use deepgen::train::{
     TrainConfig, grid_cols, prior_samples, train_autoencoder, train_classifier, train_conv_vae,
     train_dcgan, train_gan, train_vae,
@@ -25,6 +30,8 @@ fn main() -> Result<()> {
         Command::Traverse(args) => traverse(args),
         Command::Interpolate(args) => interpolate(args),
         Command::Eval(args) => eval(args),
+        Command::Outliers(args) => outliers(args),
+        Command::Debias(args) => debias(args),
     }
 }
 
@@ -109,6 +116,16 @@ fn train(args: TrainArgs) -> Result<()> {
         ModelKind::Gan => train_gan(&gpu, &cfg).map(|_| ()),
         ModelKind::Dcgan => train_dcgan(&gpu, &cfg).map(|_| ()),
         ModelKind::Classifier => train_classifier(&gpu, &cfg).map(|_| ()),
+        ModelKind::DbVae => {
+            let dcfg = DebiasConfig {
+                debias: !args.plain,
+                rare_fraction: args.rare_fraction,
+                vae_weight: args.vae_weight,
+                alpha: args.alpha as f64,
+                ..DebiasConfig::new(cfg.clone())
+            };
+            train_dbvae(&gpu, &dcfg).map(|_| ())
+        }
     }
     .context(what)?;
     println!(
@@ -267,6 +284,133 @@ fn eval(args: EvalArgs) -> Result<()> {
         deepgen::files::write_atomic(path, text.as_bytes())?;
         println!("wrote {}", path.display());
     }
+    Ok(())
+}
+
+fn debias(args: DebiasArgs) -> Result<()> {
+    let gpu = open_gpu()?;
+    let mut results: Vec<(u64, DebiasMetrics, DebiasMetrics)> = Vec::new();
+    for &seed in &args.seeds {
+        let mut last = Vec::new();
+        for debias in [false, true] {
+            let name = if debias { "dbvae" } else { "plain" };
+            let train = TrainConfig {
+                data_dir: args.data.clone(),
+                epochs: args.epochs as usize,
+                seed,
+                limit: args.limit.map(|n| n as usize),
+                out_dir: args.out.join(format!("seed{seed}")).join(name),
+                latent_dim: 16,
+                ..TrainConfig::for_model(ModelKind::DbVae)
+            };
+            let cfg = DebiasConfig {
+                debias,
+                rare_fraction: args.rare_fraction,
+                ..DebiasConfig::new(train)
+            };
+            let (_, history) =
+                train_dbvae(&gpu, &cfg).with_context(|| format!("seed {seed}, {name}"))?;
+            let m = history.last().cloned().context("no epoch ran")?;
+            println!(
+                "seed {seed} {name:>5}: accuracy common {:.4}  rare {:.4}  gap {:+.4}  (inverted odd digits {:.4})",
+                m.common_accuracy, m.rare_accuracy, m.gap, m.rare_positive_accuracy
+            );
+            last.push(m);
+        }
+        results.push((seed, last[0].clone(), last[1].clone()));
+    }
+    let stats = |f: &dyn Fn(&DebiasMetrics) -> f64, dbvae: bool| -> (f64, f64) {
+        let v: Vec<f64> = results
+            .iter()
+            .map(|(_, p, d)| f(if dbvae { d } else { p }))
+            .collect();
+        let mean = v.iter().sum::<f64>() / v.len() as f64;
+        let sd = (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (v.len().max(2) - 1) as f64)
+            .sqrt();
+        (mean, sd)
+    };
+    println!(
+        "\nover {} seeds (mean +- standard deviation), rare fraction {}:",
+        results.len(),
+        args.rare_fraction
+    );
+    println!(
+        "{:<8} {:>17} {:>17} {:>17} {:>22}",
+        "model", "common", "rare", "gap", "inverted odd digits"
+    );
+    let mut table = Vec::new();
+    for (dbvae, name) in [(false, "plain"), (true, "DB-VAE")] {
+        let c = stats(&|m| m.common_accuracy, dbvae);
+        let r = stats(&|m| m.rare_accuracy, dbvae);
+        let g = stats(&|m| m.gap, dbvae);
+        let p = stats(&|m| m.rare_positive_accuracy, dbvae);
+        println!(
+            "{name:<8} {:>8.4} +- {:.4} {:>8.4} +- {:.4} {:>+8.4} +- {:.4} {:>13.4} +- {:.4}",
+            c.0, c.1, r.0, r.1, g.0, g.1, p.0, p.1
+        );
+        table.push(serde_json::json!({
+            "model": name, "common_accuracy": c, "rare_accuracy": r, "gap": g, "rare_positive_accuracy": p,
+        }));
+    }
+    let runs: Vec<_> = results
+        .iter()
+        .map(|(s, p, d)| serde_json::json!({"seed": s, "plain": p, "dbvae": d}))
+        .collect();
+    let report = serde_json::json!({"rare_fraction": args.rare_fraction, "epochs": args.epochs, "summary": table, "runs": runs});
+    let path = args.out.join("debias.json");
+    deepgen::files::write_atomic(&path, serde_json::to_string_pretty(&report)?.as_bytes())?;
+    if let Some(&seed) = args.seeds.first() {
+        let src = args.out.join(format!("seed{seed}/dbvae/upweighted.png"));
+        std::fs::copy(&src, args.out.join("upweighted.png"))
+            .with_context(|| format!("copying {}", src.display()))?;
+    }
+    println!(
+        "wrote {} and {}",
+        path.display(),
+        args.out.join("upweighted.png").display()
+    );
+    Ok(())
+}
+
+fn outliers(args: OutlierArgs) -> Result<()> {
+    let gpu = open_gpu()?;
+    let opts = OutlierOptions {
+        checkpoint: args.checkpoint,
+        data_dir: args.data,
+        ood: args.ood,
+        score: match args.score {
+            ScoreArg::Elbo => Score::Elbo,
+            ScoreArg::Iwae => Score::Iwae,
+            ScoreArg::Recon => Score::Recon,
+        },
+        samples: args.samples as usize,
+        limit: args.limit.map(|n| n as usize),
+        out_dir: args.out,
+        seed: args.seed,
+    };
+    let s = detect_outliers(&gpu, &opts).context("outlier detection")?;
+    println!(
+        "{} vs {}: AUROC {:.4}  FPR@95%TPR {:.4}  (score {:?}; mean {:.2} in, {:.2} ood; {} + {} images)",
+        opts.data_dir.display(),
+        s.ood,
+        s.auroc,
+        s.fpr_at_95_tpr,
+        s.score,
+        s.in_mean_score,
+        s.ood_mean_score,
+        s.in_count,
+        s.ood_count
+    );
+    if s.auroc < 0.5 {
+        println!(
+            "note: AUROC below 0.5: the model gives the outliers a *higher* likelihood than its own test data \
+             (the pitfall of Nalisnick et al. 2019)"
+        );
+    }
+    println!(
+        "wrote summary.json, scores.csv and most_unusual.png in {}",
+        opts.out_dir.display()
+    );
     Ok(())
 }
 

@@ -1,6 +1,7 @@
 //! Data: the IDX file format, the MNIST dataset, and shuffled mini-batches.
 //! Host-side only (files, threads allowed); nothing here touches the GPU.
 
+pub mod biased;
 pub mod idx;
 mod mnist;
 

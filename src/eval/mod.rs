@@ -15,3 +15,4 @@ pub mod frechet;
 pub mod likelihood;
 pub mod outliers;
 pub mod report;
+pub mod score;

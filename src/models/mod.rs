@@ -8,6 +8,7 @@
 mod autoencoder;
 mod classifier;
 mod conv_vae;
+mod dbvae;
 mod dcgan;
 mod gan;
 mod vae;
@@ -15,6 +16,7 @@ mod vae;
 pub use autoencoder::Autoencoder;
 pub use classifier::{Classifier, FEATURE_DIM};
 pub use conv_vae::ConvVae;
+pub use dbvae::{DbVae, DbVaeOutput};
 pub use dcgan::Dcgan;
 pub use gan::MlpGan;
 pub use vae::{Vae, VaeOutput};
@@ -94,17 +96,20 @@ pub enum ModelKind {
     Dcgan,
     /// Digit classifier (`classifier`).
     Classifier,
+    /// Debiasing VAE or its plain-classifier twin (`dbvae`).
+    DbVae,
 }
 
 impl ModelKind {
     /// Every kind.
-    pub const ALL: [ModelKind; 6] = [
+    pub const ALL: [ModelKind; 7] = [
         ModelKind::Vae,
         ModelKind::Autoencoder,
         ModelKind::ConvVae,
         ModelKind::Gan,
         ModelKind::Dcgan,
         ModelKind::Classifier,
+        ModelKind::DbVae,
     ];
 
     /// The name used on the command line and in checkpoints.
@@ -116,6 +121,7 @@ impl ModelKind {
             ModelKind::Gan => "gan",
             ModelKind::Dcgan => "dcgan",
             ModelKind::Classifier => "classifier",
+            ModelKind::DbVae => "dbvae",
         }
     }
 
@@ -254,10 +260,13 @@ pub fn build(
         ModelKind::ConvVae => Box::new(ConvVae::new(gpu, latent()?, &mut rng)?),
         ModelKind::Gan => Box::new(MlpGan::new(gpu, latent()?, &mut rng)?),
         ModelKind::Dcgan => Box::new(Dcgan::new(gpu, latent()?, &mut rng)?),
-        ModelKind::Classifier => {
+        ModelKind::Classifier | ModelKind::DbVae => {
             return Err(Error::Checkpoint {
                 path: origin.to_path_buf(),
-                reason: "this is a `classifier` checkpoint: it classifies digits and cannot generate samples".into(),
+                reason: format!(
+                    "this is a `{}` checkpoint: a classifier, which cannot generate samples",
+                    kind.name()
+                ),
             });
         }
     })

@@ -5,6 +5,7 @@
 //! configuration and the pieces every loop shares.
 
 pub mod classifier;
+pub mod dbvae;
 pub mod gan;
 pub mod vae;
 

@@ -1,0 +1,222 @@
+//! Per-image outlier scores from a VAE, and the outlier-detection report.
+
+use std::path::{Path, PathBuf};
+
+use rand::SeedableRng;
+use rand_distr::{Distribution, Uniform};
+use serde::Serialize;
+
+use crate::autograd::no_grad;
+use crate::checkpoint;
+use crate::data::{Dataset, Mnist};
+use crate::error::{Error, Result};
+use crate::eval::likelihood::{log_mean_exp, log_weights};
+use crate::eval::outliers::{auroc, fpr_at_95_tpr};
+use crate::files::write_atomic;
+use crate::gpu::Gpu;
+use crate::models::VariationalModel;
+use crate::ops::bce_with_logits;
+use crate::tensor::Tensor;
+use crate::train::{BINARIZE_SEED, EVAL_BATCH};
+use crate::viz;
+
+/// How an image is scored; higher means more unusual.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Score {
+    /// Negative ELBO, averaged over the importance samples (nats).
+    Elbo,
+    /// Importance-weighted negative log-likelihood bound (nats).
+    Iwae,
+    /// Reconstruction error of the mean code: BCE of decode(mu) against x (nats).
+    Recon,
+}
+
+/// Scores every image of `data` (in [0, 1], `(n x 784)`) with `k` importance samples.
+pub fn score_images(
+    model: &dyn VariationalModel,
+    gpu: &Gpu,
+    data: &Dataset,
+    score: Score,
+    k: usize,
+) -> Result<Vec<f64>> {
+    let idx: Vec<usize> = (0..data.len()).collect();
+    let mut out = Vec::with_capacity(data.len());
+    match score {
+        Score::Elbo | Score::Iwae => {
+            let per_batch = (8192 / k.max(1)).max(1);
+            for chunk in idx.chunks(per_batch) {
+                let w = log_weights(model, gpu, &data.gather(chunk), data.pixels(), k)?;
+                out.extend(w.chunks_exact(k).map(|s| match score {
+                    Score::Elbo => -s.iter().sum::<f64>() / k as f64,
+                    _ => -log_mean_exp(s),
+                }));
+            }
+        }
+        Score::Recon => {
+            let _no_grad = no_grad();
+            for chunk in idx.chunks(EVAL_BATCH) {
+                let x = Tensor::from_slice(gpu, &data.gather(chunk), [chunk.len(), data.pixels()])?;
+                let (mu, _) = model.encode(&x)?;
+                let bce = bce_with_logits(&model.decode(&mu)?, &x)?.to_vec()?;
+                out.extend(bce.into_iter().map(f64::from));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `n` images of uniform noise in [0, 1], seeded.
+pub fn noise_images(n: usize, seed: u64) -> Dataset {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let dist = Uniform::new(0.0f32, 1.0).expect("valid range");
+    Dataset {
+        images: (0..n * 784).map(|_| dist.sample(&mut rng)).collect(),
+        labels: vec![0; n],
+        rows: 28,
+        cols: 28,
+    }
+}
+
+/// The images of `data` rotated by 90 degrees (counter-clockwise).
+pub fn rotated90(data: &Dataset) -> Dataset {
+    let (h, w) = (data.rows, data.cols);
+    let mut images = Vec::with_capacity(data.images.len());
+    for i in 0..data.len() {
+        let img = data.image(i);
+        // out[r][c] = in[c][w - 1 - r]
+        for r in 0..w {
+            for c in 0..h {
+                images.push(img[c * w + (w - 1 - r)]);
+            }
+        }
+    }
+    Dataset {
+        images,
+        labels: data.labels.clone(),
+        rows: w,
+        cols: h,
+    }
+}
+
+/// The outlier set named on the command line: a directory of IDX files (its test split),
+/// `noise` (10,000 uniform-noise images) or `rotated` (the in-distribution test set turned 90 degrees).
+pub fn outlier_set(spec: &str, inliers: &Dataset) -> Result<Dataset> {
+    match spec {
+        "noise" => Ok(noise_images(inliers.len(), 1)),
+        "rotated" => Ok(rotated90(inliers)),
+        dir => Ok(Mnist::load(Path::new(dir))?.test),
+    }
+}
+
+/// Contents of OUT/summary.json.
+#[derive(Clone, Debug, Serialize)]
+pub struct OutlierSummary {
+    /// Area under the ROC curve, outliers as positives (1 = perfect, 0.5 = chance, < 0.5 =
+    /// outliers look *more* typical than the inliers).
+    pub auroc: f64,
+    /// Fraction of inliers flagged at the threshold that flags 95% of the outliers.
+    pub fpr_at_95_tpr: f64,
+    /// The score used.
+    pub score: Score,
+    /// In-distribution images scored.
+    pub in_count: usize,
+    /// Outlier images scored.
+    pub ood_count: usize,
+    /// Mean score of the inliers (nats).
+    pub in_mean_score: f64,
+    /// Mean score of the outliers (nats).
+    pub ood_mean_score: f64,
+    /// The outlier set.
+    pub ood: String,
+    /// The checkpoint.
+    pub checkpoint: String,
+}
+
+/// What `deepgen outliers` is told.
+#[derive(Clone, Debug)]
+pub struct OutlierOptions {
+    /// The VAE checkpoint.
+    pub checkpoint: PathBuf,
+    /// In-distribution data directory (its test split is scored).
+    pub data_dir: PathBuf,
+    /// Outlier set: a directory, `noise` or `rotated`.
+    pub ood: String,
+    /// The score.
+    pub score: Score,
+    /// Importance samples per image for elbo and iwae.
+    pub samples: usize,
+    /// Score only the first N images of each set.
+    pub limit: Option<usize>,
+    /// Output directory.
+    pub out_dir: PathBuf,
+    /// Seed of the GPU generator.
+    pub seed: u64,
+}
+
+/// Scores both sets, computes AUROC and FPR@95%TPR, and writes OUT/summary.json,
+/// OUT/scores.csv and OUT/most_unusual.png (the 64 highest-scoring inliers).
+///
+/// Errors: checkpoint errors (a model without an encoder is refused), data and I/O errors.
+pub fn detect_outliers(gpu: &Gpu, opts: &OutlierOptions) -> Result<OutlierSummary> {
+    let ckpt = checkpoint::load(&opts.checkpoint)?;
+    let model = ckpt.into_model(gpu)?;
+    let vae = model.as_variational().ok_or_else(|| Error::Checkpoint {
+        path: opts.checkpoint.clone(),
+        reason: format!(
+            "a `{}` model has no likelihood to score outliers with; use a VAE",
+            model.kind().name()
+        ),
+    })?;
+    let binarized = ckpt.metadata.get("binarized").is_some_and(|v| v == "true");
+    let limit = opts.limit.unwrap_or(usize::MAX);
+    let mut inliers = Mnist::load(&opts.data_dir)?.test.truncate(limit);
+    let mut outliers = outlier_set(&opts.ood, &inliers)?.truncate(limit);
+    if binarized {
+        inliers = inliers.binarized(BINARIZE_SEED);
+        outliers = outliers.binarized(BINARIZE_SEED + 1);
+    }
+    gpu.manual_seed(opts.seed);
+    let in_scores = score_images(vae, gpu, &inliers, opts.score, opts.samples)?;
+    let ood_scores = score_images(vae, gpu, &outliers, opts.score, opts.samples)?;
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let summary = OutlierSummary {
+        auroc: auroc(&in_scores, &ood_scores),
+        fpr_at_95_tpr: fpr_at_95_tpr(&in_scores, &ood_scores),
+        score: opts.score,
+        in_count: in_scores.len(),
+        ood_count: ood_scores.len(),
+        in_mean_score: mean(&in_scores),
+        ood_mean_score: mean(&ood_scores),
+        ood: opts.ood.clone(),
+        checkpoint: opts.checkpoint.display().to_string(),
+    };
+    std::fs::create_dir_all(&opts.out_dir).map_err(|e| Error::io(&opts.out_dir, e))?;
+    let json = serde_json::to_string_pretty(&summary).map_err(|e| Error::Invalid(e.to_string()))?;
+    write_atomic(&opts.out_dir.join("summary.json"), json.as_bytes())?;
+    let mut csv = csv::Writer::from_writer(Vec::new());
+    let csv_err = |e: csv::Error| Error::Invalid(format!("scores.csv: {e}"));
+    csv.write_record(["index", "set", "score"])
+        .map_err(csv_err)?;
+    for (set, scores) in [("in", &in_scores), ("ood", &ood_scores)] {
+        for (i, s) in scores.iter().enumerate() {
+            csv.write_record([i.to_string(), set.to_string(), format!("{s:.4}")])
+                .map_err(csv_err)?;
+        }
+    }
+    let bytes = csv
+        .into_inner()
+        .map_err(|e| Error::Invalid(format!("scores.csv: {e}")))?;
+    write_atomic(&opts.out_dir.join("scores.csv"), &bytes)?;
+    let mut order: Vec<usize> = (0..in_scores.len()).collect();
+    order.sort_by(|&a, &b| in_scores[b].total_cmp(&in_scores[a]));
+    order.truncate(64);
+    viz::save_grid(
+        &opts.out_dir.join("most_unusual.png"),
+        &inliers.gather(&order),
+        28,
+        28,
+        8,
+    )?;
+    Ok(summary)
+}

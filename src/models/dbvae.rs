@@ -1,0 +1,91 @@
+//! The debiasing VAE of Amini et al. 2019, "Uncovering and Mitigating Algorithmic Bias
+//! through Learned Latent Structure" (AIES), sec. 3: a classifier whose encoder is also
+//! the encoder of a VAE. One shared hidden layer feeds three heads: the class logit, and
+//! the mean and log-variance of q(z|x); a decoder maps z back to the image.
+//!
+//! Encoder 784 -> 400 (ReLU) -> {class logit (1), mu (latent_dim), logvar (latent_dim)};
+//! decoder latent_dim -> 400 (ReLU) -> 784 logits. With the VAE loss switched off it is the
+//! plain classifier of the comparison: the same architecture and parameters.
+
+use std::collections::BTreeMap;
+
+use rand::Rng;
+
+use crate::error::Result;
+use crate::gpu::Gpu;
+use crate::nn::{Linear, Module, prefixed};
+use crate::tensor::Tensor;
+
+/// Classifier and VAE sharing an encoder.
+pub struct DbVae {
+    /// Size of z.
+    pub latent_dim: usize,
+    enc_fc1: Linear,
+    fc_class: Linear,
+    fc_mu: Linear,
+    fc_logvar: Linear,
+    dec_fc1: Linear,
+    dec_fc2: Linear,
+}
+
+/// The encoder's three outputs for a batch.
+pub struct DbVaeOutput {
+    /// Class logits (B, 1): > 0 predicts the positive class.
+    pub logit: Tensor,
+    /// Mean of q(z|x), (B, latent_dim).
+    pub mu: Tensor,
+    /// Log-variance of q(z|x), (B, latent_dim).
+    pub logvar: Tensor,
+}
+
+impl DbVae {
+    /// A DB-VAE with PyTorch-default initialisation.
+    pub fn new(gpu: &Gpu, latent_dim: usize, rng: &mut impl Rng) -> Result<DbVae> {
+        Ok(DbVae {
+            latent_dim,
+            enc_fc1: Linear::new(gpu, 784, 400, rng)?,
+            fc_class: Linear::new(gpu, 400, 1, rng)?,
+            fc_mu: Linear::new(gpu, 400, latent_dim, rng)?,
+            fc_logvar: Linear::new(gpu, 400, latent_dim, rng)?,
+            dec_fc1: Linear::new(gpu, latent_dim, 400, rng)?,
+            dec_fc2: Linear::new(gpu, 400, 784, rng)?,
+        })
+    }
+
+    /// The encoder: `x (B, 784)` -> class logit and q(z|x).
+    pub fn encode(&self, x: &Tensor) -> Result<DbVaeOutput> {
+        let h = self.enc_fc1.forward(x)?.relu()?;
+        Ok(DbVaeOutput {
+            logit: self.fc_class.forward(&h)?,
+            mu: self.fc_mu.forward(&h)?,
+            logvar: self.fc_logvar.forward(&h)?,
+        })
+    }
+
+    /// Only the class logits `(B, 1)` (what the plain classifier computes).
+    pub fn classify(&self, x: &Tensor) -> Result<Tensor> {
+        self.fc_class.forward(&self.enc_fc1.forward(x)?.relu()?)
+    }
+
+    /// The decoder: `z (B, latent_dim)` -> logits `(B, 784)`.
+    pub fn decode(&self, z: &Tensor) -> Result<Tensor> {
+        self.dec_fc2.forward(&self.dec_fc1.forward(z)?.relu()?)
+    }
+
+    /// Hyperparameters for the checkpoint.
+    pub fn metadata(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([("latent_dim".to_string(), self.latent_dim.to_string())])
+    }
+}
+
+impl Module for DbVae {
+    fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        let mut p = prefixed("encoder.fc1", &self.enc_fc1);
+        p.extend(prefixed("encoder.fc_class", &self.fc_class));
+        p.extend(prefixed("encoder.fc_mu", &self.fc_mu));
+        p.extend(prefixed("encoder.fc_logvar", &self.fc_logvar));
+        p.extend(prefixed("decoder.fc1", &self.dec_fc1));
+        p.extend(prefixed("decoder.fc2", &self.dec_fc2));
+        p
+    }
+}
