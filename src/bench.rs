@@ -119,3 +119,63 @@ pub fn bench_matmul(
         bytes: 4.0 * (m * k + k * n + m * n) as f64,
     })
 }
+
+/// What `deepgen bench` runs.
+#[derive(Clone, Debug, Default)]
+pub struct SuiteOptions {
+    /// Only kernels whose name or shape contains this text.
+    pub filter: Option<String>,
+    /// Fewer, smaller shapes.
+    pub quick: bool,
+}
+
+/// The measured ceilings of the adapter.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Ceilings {
+    /// Device-to-device copy bandwidth, GB/s (bytes read + bytes written per second).
+    pub bandwidth_gbps: f64,
+    /// Arithmetic rate of a compute-bound FMA kernel, GFLOP/s (an FMA counts 2).
+    pub fma_gflops: f64,
+}
+
+/// One kernel's row in the report.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct KernelRow {
+    /// Kernel family, e.g. `matmul`.
+    pub kernel: String,
+    /// Shape, e.g. `1024x1024x1024`.
+    pub shape: String,
+    /// Median seconds per call.
+    pub median_seconds: f64,
+    /// Achieved GFLOP/s.
+    pub gflops: f64,
+    /// Achieved GB/s.
+    pub gbps: f64,
+    /// Achieved fraction of the binding ceiling (roofline).
+    pub fraction_of_ceiling: f64,
+    /// `gpu-timestamp` or `host`.
+    pub timing: String,
+}
+
+/// The output of `deepgen bench`.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct SuiteReport {
+    /// Adapter name.
+    pub adapter: String,
+    /// Measured ceilings.
+    pub ceilings: Ceilings,
+    /// One row per kernel and shape.
+    pub kernels: Vec<KernelRow>,
+}
+
+impl SuiteReport {
+    /// The report as a text table.
+    pub fn table(&self) -> String {
+        todo!("implemented by the benchmark suite")
+    }
+}
+
+/// Runs the benchmark suite.
+pub fn run_suite(_gpu: &Gpu, _opts: &SuiteOptions) -> Result<SuiteReport> {
+    todo!("implemented by the benchmark suite")
+}

@@ -32,6 +32,7 @@ fn main() -> Result<()> {
         Command::Eval(args) => eval(args),
         Command::Outliers(args) => outliers(args),
         Command::Debias(args) => debias(args),
+        Command::Bench(args) => bench(args),
     }
 }
 
@@ -282,6 +283,21 @@ fn eval(args: EvalArgs) -> Result<()> {
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&r)?;
         deepgen::files::write_atomic(path, text.as_bytes())?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+fn bench(args: BenchArgs) -> Result<()> {
+    let gpu = open_gpu()?;
+    let opts = deepgen::bench::SuiteOptions {
+        filter: args.filter,
+        quick: args.quick,
+    };
+    let report = deepgen::bench::run_suite(&gpu, &opts).context("benchmarking")?;
+    print!("{}", report.table());
+    if let Some(path) = &args.json {
+        deepgen::files::write_atomic(path, serde_json::to_string_pretty(&report)?.as_bytes())?;
         println!("wrote {}", path.display());
     }
     Ok(())
