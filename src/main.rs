@@ -6,8 +6,8 @@ use anyhow::{Context, Result};
 use clap::Parser;
 
 use cli::{
-    Cli, Command, DebiasArgs, EvalArgs, InterpolateArgs, OutlierArgs, SampleArgs, ScoreArg,
-    TrainArgs, TraverseArgs,
+    BenchArgs, Cli, Command, DebiasArgs, EvalArgs, InterpolateArgs, OutlierArgs, SampleArgs,
+    ScoreArg, TrainArgs, TraverseArgs,
 };
 use deepgen::data::Mnist;
 use deepgen::eval::report::{EvalOptions, evaluate};
