@@ -9,12 +9,12 @@
 //
 // Entry points, bindings and dispatch grids:
 //   batch_norm_stats            0 x; 1 mean, 2 invstd, 3 running_mean, 4 running_var; 5 NormParams
-//                               one workgroup of 256 per channel: grid (C, 1, 1). Training: two-pass
+//                               one workgroup of ROW_WG per channel: grid (C, 1, 1). Training: two-pass
 //                               mean and variance, and the running statistics updated in place.
 //   batch_norm_forward          0 x, 1 mean, 2 invstd, 3 gamma, 4 beta; 5 y; 6 NormParams
 //                               grid_1d(outer * C * inner, 256)
 //   batch_norm_backward_reduce  0 x, 1 dy, 2 mean, 3 invstd; 4 dgamma, 5 dbeta; 6 NormParams
-//                               dgamma = sum dy xhat, dbeta = sum dy; grid (C, 1, 1), workgroups of 256
+//                               dgamma = sum dy xhat, dbeta = sum dy; grid (C, 1, 1), workgroups of ROW_WG
 //   batch_norm_backward_dx      0 x, 1 dy, 2 mean, 3 invstd, 4 gamma, 5 dgamma, 6 dbeta; 7 dx; 8 NormParams
 //                               training: dx = gamma invstd (dy - dbeta / M - xhat dgamma / M)
 //                               eval:     dx = gamma invstd dy;   grid_1d(outer * C * inner, 256)
@@ -32,12 +32,16 @@ struct NormParams {
 
 const WG: u32 = 256u;
 
-var<workgroup> partial: array<f32, 256>;
+// Invocations per workgroup of the reductions: an override constant set per adapter
+// (Gpu::row_workgroup; 64 on GPUs, one 8-lane subgroup on lavapipe, where barriers are costly).
+override ROW_WG: u32 = 64u;
+
+var<workgroup> partial: array<f32, ROW_WG>;
 
 fn workgroup_sum(lid: u32, value: f32) -> f32 {
     partial[lid] = value;
     workgroupBarrier();
-    for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
+    for (var stride = ROW_WG / 2u; stride > 0u; stride = stride / 2u) {
         if (lid < stride) {
             partial[lid] += partial[lid + stride];
         }
@@ -62,7 +66,7 @@ fn channel_index(p: NormParams, c: u32, j: u32) -> u32 {
 @group(0) @binding(4) var<storage, read_write> st_running_var: array<f32>;
 @group(0) @binding(5) var<uniform> st_p: NormParams;
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(ROW_WG)
 fn batch_norm_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let p = st_p;
     let c = wid.x;
@@ -75,12 +79,12 @@ fn batch_norm_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoca
         return;
     }
     var acc = 0.0;
-    for (var j = lid; j < m; j += WG) {
+    for (var j = lid; j < m; j += ROW_WG) {
         acc += st_x[channel_index(p, c, j)];
     }
     let mean = workgroup_sum(lid, acc) / f32(m);
     var acc2 = 0.0;
-    for (var j = lid; j < m; j += WG) {
+    for (var j = lid; j < m; j += ROW_WG) {
         let d = st_x[channel_index(p, c, j)] - mean;
         acc2 += d * d;
     }
@@ -118,7 +122,7 @@ fn batch_norm_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(nu
 @group(0) @binding(5) var<storage, read_write> r_dbeta: array<f32>;
 @group(0) @binding(6) var<uniform> r_p: NormParams;
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(ROW_WG)
 fn batch_norm_backward_reduce(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let p = r_p;
     let c = wid.x;
@@ -127,7 +131,7 @@ fn batch_norm_backward_reduce(@builtin(workgroup_id) wid: vec3<u32>, @builtin(lo
     let invstd = r_invstd[c];
     var sum_dy = 0.0;
     var sum_dy_xhat = 0.0;
-    for (var j = lid; j < m; j += WG) {
+    for (var j = lid; j < m; j += ROW_WG) {
         let idx = channel_index(p, c, j);
         let dy = r_dy[idx];
         sum_dy += dy;

@@ -7,7 +7,7 @@
 //   reduce_sum       y[o, i] = scale * sum_l x[o, l, i]     0 x, 1 y, 2 ReduceParams
 //                    one thread per output; grid_1d(outer * inner, 256).
 //   reduce_sum_rows  y[r] = scale * sum_j x[r * len + j]   0 x, 1 y, 2 RowsParams
-//                    (elements at flat index >= total count as 0); one workgroup of 256
+//                    (elements at flat index >= total count as 0); one workgroup of ROW_WG
 //                    per row, tree reduction in workgroup memory; grid (min(rows, 65535),
 //                    ceil(rows / 65535), 1). Used for the last axis and, in two stages, for sums
 //                    over all elements.
@@ -53,9 +53,13 @@ fn reduce_sum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
 @group(0) @binding(1) var<storage, read_write> sy: array<f32>;
 @group(0) @binding(2) var<uniform> sp: RowsParams;
 
-var<workgroup> partial: array<f32, 256>;
+// Invocations per workgroup of the reductions: an override constant set per adapter
+// (Gpu::row_workgroup; 64 on GPUs, one 8-lane subgroup on lavapipe, where barriers are costly).
+override ROW_WG: u32 = 64u;
 
-@compute @workgroup_size(256)
+var<workgroup> partial: array<f32, ROW_WG>;
+
+@compute @workgroup_size(ROW_WG)
 fn reduce_sum_rows(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
@@ -66,7 +70,7 @@ fn reduce_sum_rows(
     var acc = 0.0;
     if (row < sp.rows) {
         let base = row * sp.len;
-        for (var j = lid; j < sp.len; j += WG) {
+        for (var j = lid; j < sp.len; j += ROW_WG) {
             let idx = base + j;
             if (idx < sp.total) {
                 acc += sx[idx];
@@ -75,7 +79,7 @@ fn reduce_sum_rows(
     }
     partial[lid] = acc;
     workgroupBarrier();
-    for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
+    for (var stride = ROW_WG / 2u; stride > 0u; stride = stride / 2u) {
         if (lid < stride) {
             partial[lid] += partial[lid + stride];
         }

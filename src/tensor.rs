@@ -176,12 +176,13 @@ impl Tensor {
             value,
             _pad: [0; 2],
         };
+        // Four elements per invocation (see shaders/elementwise.wgsl).
         gpu.dispatch(
             Kernel::Fill,
             &[],
             &[&out],
             &params,
-            grid_1d(n as u64, WORKGROUP_1D),
+            grid_1d((n as u64).div_ceil(4), WORKGROUP_1D),
         );
         Ok(Tensor::wrap(gpu, Rc::new(out), shape, false))
     }

@@ -146,6 +146,8 @@ struct GpuInner {
     /// Flat textures by (shift, height, operand slot), reused by every matmul of that size.
     textures: RefCell<HashMap<(u32, u32, u8), std::rc::Rc<FlatTexture>>>,
     next_texture_id: Cell<u64>,
+    /// See [`Gpu::row_workgroup`].
+    row_workgroup: u32,
 }
 
 /// Handle to the GPU context. Cloning is cheap and shares the context.
@@ -205,6 +207,12 @@ impl Gpu {
         } else {
             MatmulPath::Generic
         };
+        // A power of two (the reductions halve it), at least 8.
+        let row_workgroup = if info.device_type == wgpu::DeviceType::Cpu {
+            info.subgroup_max_size.clamp(8, 64).next_power_of_two()
+        } else {
+            64
+        };
         let upload_ring = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("deepgen upload ring"),
             size: UPLOAD_RING_BYTES,
@@ -229,6 +237,7 @@ impl Gpu {
                 matmul_path: Cell::new(matmul_path),
                 textures: RefCell::new(HashMap::new()),
                 next_texture_id: Cell::new(1 << 48),
+                row_workgroup,
             }),
         })
     }
@@ -296,6 +305,18 @@ impl Gpu {
         let (seed, counter) = self.inner.rng.get();
         self.inner.rng.set((seed, counter + n));
         (seed, counter)
+    }
+
+    /// Invocations per workgroup of the reduction kernels (the `ROW_WG` override constant of
+    /// loss.wgsl, reduce.wgsl and norm.wgsl): one subgroup on CPU adapters, where every
+    /// barrier is a context switch per subgroup; 64 elsewhere.
+    pub fn row_workgroup(&self) -> u32 {
+        self.inner.row_workgroup
+    }
+
+    /// The override constants that set [`Gpu::row_workgroup`] in a reduction kernel.
+    pub(crate) fn row_constants(&self) -> [(&'static str, f64); 1] {
+        [("ROW_WG", self.inner.row_workgroup as f64)]
     }
 
     /// The matmul kernels in use.

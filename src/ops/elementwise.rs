@@ -87,7 +87,7 @@ fn unary_op(x: &Tensor, op: Unary, alpha: f32, beta: f32) -> Result<Tensor> {
         alpha,
         beta,
     };
-    let grid = grid_1d(n as u64, WORKGROUP_1D);
+    let grid = grid_1d((n as u64).div_ceil(4), WORKGROUP_1D);
     gpu.dispatch(Kernel::UnaryForward, &[], &[x.storage(), &y], &params, grid);
     let sx = x.clone();
     Ok(Tensor::from_op_with(gpu, y, x.shape().clone(), &[x], |y| {
@@ -157,7 +157,7 @@ fn binary_op(a: &Tensor, b: &Tensor, op: Binary, name: &'static str) -> Result<T
         op: op as u32,
         _pad: 0,
     };
-    let grid = grid_1d(n as u64, WORKGROUP_1D);
+    let grid = grid_1d((n as u64).div_ceil(4), WORKGROUP_1D);
     gpu.dispatch(
         Kernel::BinaryForward,
         &[],

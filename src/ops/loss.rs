@@ -59,7 +59,7 @@ fn row_loss(
     };
     gpu.dispatch(
         forward,
-        &[],
+        &gpu.row_constants(),
         &[x.storage(), t.storage(), &loss],
         &params,
         rows_grid(rows),
@@ -156,7 +156,7 @@ pub fn softmax_cross_entropy(logits: &Tensor, labels: &Tensor) -> Result<Tensor>
     };
     gpu.dispatch(
         Kernel::SoftmaxCrossEntropyForward,
-        &[],
+        &gpu.row_constants(),
         &[logits.storage(), labels.storage(), &loss, &lse],
         &params,
         rows_grid(rows),

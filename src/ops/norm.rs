@@ -89,7 +89,7 @@ pub fn batch_norm(
     let invstd = Tensor::alloc(gpu, OP, c)?;
     gpu.dispatch(
         Kernel::BatchNormStats,
-        &[],
+        &gpu.row_constants(),
         &[
             x.storage(),
             &mean,
@@ -126,7 +126,7 @@ pub fn batch_norm(
         let dbeta = Tensor::alloc(gpu, "batch_norm_backward", c)?;
         gpu.dispatch(
             Kernel::BatchNormBackwardReduce,
-            &[],
+            &gpu.row_constants(),
             &[
                 sx.storage(),
                 dy.storage(),

@@ -66,7 +66,7 @@ fn sum_rows(
     };
     gpu.dispatch(
         Kernel::ReduceSumRows,
-        &[],
+        &gpu.row_constants(),
         &[x, &y],
         &params,
         rows_grid(rows),

@@ -113,7 +113,7 @@ impl Adam {
                 &[],
                 &[g.storage(), p.storage(), m.storage(), v.storage()],
                 &params,
-                grid_1d(p.numel() as u64, WORKGROUP_1D),
+                grid_1d((p.numel() as u64).div_ceil(4), WORKGROUP_1D),
             );
         }
         Ok(())
