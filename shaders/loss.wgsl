@@ -3,8 +3,11 @@
 // Entry points and bindings (x, t: (B, D) logits or predictions and targets; loss: (B)):
 //   bce_with_logits_forward   loss[b] = sum_d max(x, 0) - x t + log(1 + exp(-|x|))   (nats)
 //                             0 x, 1 t, 2 loss, 3 RowParams
-//   bce_with_logits_backward  dx = (sigmoid(x) - t) * dloss[b]
-//                             0 x, 1 t, 2 dloss, 3 dx, 4 RowParams
+//   bce_with_logits_forward_grad  the loss and its gradient g = sigmoid(x) - t in one pass, sharing
+//                             exp(-|x|) between them (used when the loss will be backpropagated)
+//                             0 x, 1 t, 2 loss, 3 g, 4 RowParams
+//   bce_with_logits_backward  dx = g * dloss[b]
+//                             0 g, 1 dloss, 2 dx, 3 RowParams
 //   mse_forward               loss[b] = (1 / D) sum_d (x - t)^2
 //                             0 x, 1 t, 2 loss, 3 RowParams
 //   mse_backward              dx = dloss[b] * 2 (x - t) / D
@@ -101,17 +104,47 @@ fn bce_with_logits_forward(
     }
 }
 
-@group(0) @binding(0) var<storage, read> bb_x: array<f32>;
-@group(0) @binding(1) var<storage, read> bb_t: array<f32>;
-@group(0) @binding(2) var<storage, read> bb_dloss: array<f32>;
-@group(0) @binding(3) var<storage, read_write> bb_dx: array<f32>;
-@group(0) @binding(4) var<uniform> bb_p: RowParams;
+@group(0) @binding(0) var<storage, read> bg_x: array<f32>;
+@group(0) @binding(1) var<storage, read> bg_t: array<f32>;
+@group(0) @binding(2) var<storage, read_write> bg_loss: array<f32>;
+@group(0) @binding(3) var<storage, read_write> bg_g: array<f32>;
+@group(0) @binding(4) var<uniform> bg_p: RowParams;
+
+@compute @workgroup_size(ROW_WG)
+fn bce_with_logits_forward_grad(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let row = wid.x + wid.y * nwg.x;
+    var acc = 0.0;
+    if (row < bg_p.rows) {
+        for (var d = lid; d < bg_p.dim; d += ROW_WG) {
+            let i = row * bg_p.dim + d;
+            let x = bg_x[i];
+            let t = bg_t[i];
+            let e = exp(-abs(x));
+            acc += max(x, 0.0) - x * t + log(1.0 + e);
+            // sigmoid(x) from the same exponential: 1 / (1 + e) for x >= 0, e / (1 + e) below.
+            bg_g[i] = select(e, 1.0, x >= 0.0) / (1.0 + e) - t;
+        }
+    }
+    let total = workgroup_sum(lid, acc);
+    if (lid == 0u && row < bg_p.rows) {
+        bg_loss[row] = total;
+    }
+}
+
+@group(0) @binding(0) var<storage, read> bb_g: array<f32>;
+@group(0) @binding(1) var<storage, read> bb_dloss: array<f32>;
+@group(0) @binding(2) var<storage, read_write> bb_dx: array<f32>;
+@group(0) @binding(3) var<uniform> bb_p: RowParams;
 
 @compute @workgroup_size(256)
 fn bce_with_logits_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = gid.x + gid.y * nwg.x * WG;
     if (i >= bb_p.rows * bb_p.dim) { return; }
-    bb_dx[i] = (sigmoid(bb_x[i]) - bb_t[i]) * bb_dloss[i / bb_p.dim];
+    bb_dx[i] = bb_g[i] * bb_dloss[i / bb_p.dim];
 }
 
 @group(0) @binding(0) var<storage, read> mf_x: array<f32>;

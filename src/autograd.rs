@@ -24,12 +24,21 @@ use crate::tensor::{Tensor, TensorId};
 /// A backward rule: from `dy` (shaped like the output) to one optional gradient per input.
 pub type BackwardFn = Box<dyn FnOnce(&Tensor) -> Result<Vec<Option<Tensor>>>>;
 
+/// The backward rule of an op with several outputs (a fused kernel): it receives one optional
+/// gradient per output (None where the loss does not depend on that output).
+pub type MultiBackwardFn = Box<dyn FnOnce(&[Option<Tensor>]) -> Result<Vec<Option<Tensor>>>>;
+
+enum Rule {
+    Single(BackwardFn),
+    Multi(MultiBackwardFn),
+}
+
 /// One recorded op.
 pub(crate) struct Node {
-    output: TensorId,
+    outputs: Vec<TensorId>,
     /// Each input's id and whether it wants a gradient.
     inputs: Vec<(TensorId, bool)>,
-    backward: BackwardFn,
+    backward: Rule,
 }
 
 thread_local! {
@@ -79,9 +88,22 @@ pub(crate) fn record(output: &Tensor, inputs: &[&Tensor], backward: BackwardFn) 
         return;
     }
     let node = Node {
-        output: output.id(),
+        outputs: vec![output.id()],
         inputs: inputs.iter().map(|t| (t.id(), t.requires_grad())).collect(),
-        backward,
+        backward: Rule::Single(backward),
+    };
+    TAPE.with(|t| t.borrow_mut().push(node));
+}
+
+/// Records an op with several outputs (all requiring grad together) and one backward rule.
+pub(crate) fn record_multi(outputs: &[&Tensor], inputs: &[&Tensor], backward: MultiBackwardFn) {
+    if !outputs.iter().all(|t| t.requires_grad()) {
+        return;
+    }
+    let node = Node {
+        outputs: outputs.iter().map(|t| t.id()).collect(),
+        inputs: inputs.iter().map(|t| (t.id(), t.requires_grad())).collect(),
+        backward: Rule::Multi(backward),
     };
     TAPE.with(|t| t.borrow_mut().push(node));
 }
@@ -136,11 +158,15 @@ impl Tensor {
         let nodes = TAPE.with(|t| std::mem::take(&mut *t.borrow_mut()));
         let mut unreached = Vec::new();
         for node in nodes.into_iter().rev() {
-            let Some(dy) = grads.remove(&node.output) else {
+            let output_grads: Vec<Option<Tensor>> = node.outputs.iter().map(|id| grads.remove(id)).collect();
+            if output_grads.iter().all(Option::is_none) {
                 unreached.push(node);
                 continue;
+            }
+            let input_grads = match node.backward {
+                Rule::Single(rule) => rule(output_grads[0].as_ref().expect("one output, reached"))?,
+                Rule::Multi(rule) => rule(&output_grads)?,
             };
-            let input_grads = (node.backward)(&dy)?;
             debug_assert_eq!(input_grads.len(), node.inputs.len());
             for ((id, wants), dx) in node.inputs.iter().zip(input_grads) {
                 let (true, Some(dx)) = (*wants, dx) else {

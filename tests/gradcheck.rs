@@ -322,3 +322,51 @@ fn backward_consumes_only_the_nodes_it_reaches() {
     assert_eq!(g2.get(&w).unwrap().to_vec().unwrap(), vec![6.0, -3.0]);
     assert_eq!(tape_len(), 0);
 }
+
+#[test]
+fn fused_reparameterize_kl_matches_the_separate_ops() {
+    use deepgen::ops::reparameterize_kl;
+    let gpu = gpu();
+    for (b, d) in [(1usize, 1usize), (7, 7), (33, 20)] {
+        let mu0 = rand_vec(b * d, 21, -1.0, 1.0);
+        let lv0 = rand_vec(b * d, 22, -2.0, 1.0);
+        let eps = tensor(&rand_vec(b * d, 23, -2.0, 2.0), &[b, d]);
+        let wz = tensor(&rand_vec(b * d, 24, -1.0, 1.0), &[b, d]);
+        let wk = tensor(&rand_vec(b, 25, -1.0, 1.0), &[b]);
+        // Which outputs the loss uses: both, only z, only kl.
+        for (use_z, use_kl) in [(true, true), (true, false), (false, true)] {
+            let run = |fused: bool| -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>) {
+                let mu = Tensor::from_slice(&gpu, &mu0, [b, d]).unwrap().requires_grad_();
+                let lv = Tensor::from_slice(&gpu, &lv0, [b, d]).unwrap().requires_grad_();
+                let (z, kl) = if fused {
+                    reparameterize_kl(&mu, &lv, &eps).unwrap()
+                } else {
+                    (reparameterize(&mu, &lv, &eps).unwrap(), kl_divergence(&mu, &lv).unwrap())
+                };
+                let mut loss = Tensor::zeros(&gpu, []).unwrap();
+                if use_z {
+                    loss = loss.add(&z.mul(&wz).unwrap().sum().unwrap()).unwrap();
+                }
+                if use_kl {
+                    loss = loss.add(&kl.mul(&wk).unwrap().sum().unwrap()).unwrap();
+                }
+                let g = loss.backward().unwrap();
+                clear_tape();
+                (
+                    z.to_vec().unwrap(),
+                    kl.to_vec().unwrap(),
+                    g.get(&mu).unwrap().to_vec().unwrap(),
+                    g.get(&lv).unwrap().to_vec().unwrap(),
+                )
+            };
+            let (f, s) = (run(true), run(false));
+            let close = |a: &[f32], b: &[f32], what: &str| {
+                assert_close(&format!("{what} {b:?}x{d} z={use_z} kl={use_kl}"), a, &to_f64(b), 1e-5, 1e-6)
+            };
+            close(&f.0, &s.0, "z");
+            close(&f.1, &s.1, "kl");
+            close(&f.2, &s.2, "dmu");
+            close(&f.3, &s.3, "dlogvar");
+        }
+    }
+}

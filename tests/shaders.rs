@@ -42,6 +42,7 @@ fn params_size(kernel: Kernel) -> usize {
         MatmulTextureNN | MatmulTextureNT | MatmulTextureTN => size_of::<TexMatmulParams>(),
         RepeatRows => size_of::<RepeatParams>(),
         Bernoulli => size_of::<DropoutParams>(),
+        VaeSampleForward | VaeSampleBackward | BceWithLogitsForwardGrad => size_of::<RowParams>(),
     }
 }
 

@@ -127,6 +127,9 @@ pub enum Kernel {
     MatmulTextureTN,
     RepeatRows,
     Bernoulli,
+    VaeSampleForward,
+    VaeSampleBackward,
+    BceWithLogitsForwardGrad,
 }
 
 /// Where a kernel lives and what it binds.
@@ -146,7 +149,7 @@ pub struct KernelSpec {
 
 impl Kernel {
     /// Every kernel, for tests that check each entry point exists.
-    pub const ALL: [Kernel; 37] = [
+    pub const ALL: [Kernel; 40] = [
         Kernel::MatmulNN,
         Kernel::MatmulNT,
         Kernel::MatmulTN,
@@ -184,6 +187,9 @@ impl Kernel {
         Kernel::MatmulTextureTN,
         Kernel::RepeatRows,
         Kernel::Bernoulli,
+        Kernel::VaeSampleForward,
+        Kernel::VaeSampleBackward,
+        Kernel::BceWithLogitsForwardGrad,
     ];
 
     /// The kernel table: file, entry point, (read inputs, read_write outputs).
@@ -208,7 +214,7 @@ impl Kernel {
             KlDivergenceForward => (F::Vae, "kl_divergence_forward", 2, 1),
             KlDivergenceBackward => (F::Vae, "kl_divergence_backward", 3, 2),
             BceWithLogitsForward => (F::Loss, "bce_with_logits_forward", 2, 1),
-            BceWithLogitsBackward => (F::Loss, "bce_with_logits_backward", 3, 1),
+            BceWithLogitsBackward => (F::Loss, "bce_with_logits_backward", 2, 1),
             MseForward => (F::Loss, "mse_forward", 2, 1),
             MseBackward => (F::Loss, "mse_backward", 3, 1),
             AdamStep => (F::Adam, "adam_step", 1, 3),
@@ -228,6 +234,9 @@ impl Kernel {
             MatmulTextureTN => (F::MatmulTexture, "matmul_texture_tn", 2, 1),
             RepeatRows => (F::Elementwise, "repeat_rows", 1, 1),
             Bernoulli => (F::Random, "bernoulli", 1, 1),
+            VaeSampleForward => (F::Vae, "vae_sample_forward", 3, 2),
+            VaeSampleBackward => (F::Vae, "vae_sample_backward", 5, 2),
+            BceWithLogitsForwardGrad => (F::Loss, "bce_with_logits_forward_grad", 2, 2),
         };
         KernelSpec {
             file,

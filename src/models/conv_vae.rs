@@ -14,7 +14,7 @@ use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::models::{Generative, ModelKind, VaeLoss, VariationalModel};
 use crate::nn::{Conv2d, ConvTranspose2d, Init, Linear, Module, flatten, prefixed};
-use crate::ops::{Conv2dOptions, bce_with_logits, kl_divergence, reparameterize};
+use crate::ops::{Conv2dOptions, bce_with_logits, reparameterize_kl};
 use crate::tensor::Tensor;
 
 /// Width of the fully connected layer between the convolutions and the code.
@@ -88,9 +88,8 @@ impl VariationalModel for ConvVae {
     fn loss(&self, x: &Tensor, beta: f32) -> Result<VaeLoss> {
         let (mu, logvar) = self.encode(x)?;
         let eps = Tensor::randn(x.gpu(), mu.shape().clone())?;
-        let z = reparameterize(&mu, &logvar, &eps)?;
+        let (z, kl) = reparameterize_kl(&mu, &logvar, &eps)?;
         let recon = bce_with_logits(&self.decode(&z)?, x)?;
-        let kl = kl_divergence(&mu, &logvar)?;
         VaeLoss::combine(recon, kl, beta)
     }
 }

@@ -10,7 +10,7 @@ use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::models::{Generative, MlpConfig, ModelKind, VaeLoss, VariationalModel};
 use crate::nn::{Linear, Module, prefixed};
-use crate::ops::{bce_with_logits, kl_divergence, reparameterize};
+use crate::ops::{bce_with_logits, reparameterize, reparameterize_kl};
 use crate::tensor::Tensor;
 
 /// Encoder q(z|x) and decoder p(x|z).
@@ -88,9 +88,12 @@ impl Vae {
     /// `recon + beta * kl` per sample, and its batch mean.
     /// `x (B, input_dim)` holds pixel intensities in [0, 1], used as BCE targets.
     pub fn loss(&self, x: &Tensor, beta: f32) -> Result<VaeLoss> {
-        let out = self.forward(x)?;
-        let recon = bce_with_logits(&out.logits, x)?;
-        let kl = kl_divergence(&out.mu, &out.logvar)?;
+        let (mu, logvar) = self.encode(x)?;
+        let eps = Tensor::randn(x.gpu(), mu.shape().clone())?;
+        // z and KL(q(z|x) || N(0, I)) from one fused kernel (same values as
+        // `reparameterize` and `kl_divergence`).
+        let (z, kl) = reparameterize_kl(&mu, &logvar, &eps)?;
+        let recon = bce_with_logits(&self.decode(&z)?, x)?;
         VaeLoss::combine(recon, kl, beta)
     }
 }

@@ -30,14 +30,7 @@ fn rows_grid(rows: usize) -> [u32; 3] {
     }
 }
 
-/// Shared body of the two losses: forward kernel per row, backward kernel per element.
-fn row_loss(
-    op: &'static str,
-    x: &Tensor,
-    t: &Tensor,
-    forward: Kernel,
-    backward_kernel: Kernel,
-) -> Result<Tensor> {
+fn check_same(op: &'static str, x: &Tensor, t: &Tensor) -> Result<()> {
     if x.shape() != t.shape() || x.dims().is_empty() {
         return Err(Error::shape(
             op,
@@ -48,6 +41,18 @@ fn row_loss(
             ),
         ));
     }
+    Ok(())
+}
+
+/// Shared body of the two losses: forward kernel per row, backward kernel per element.
+fn row_loss(
+    op: &'static str,
+    x: &Tensor,
+    t: &Tensor,
+    forward: Kernel,
+    backward_kernel: Option<Kernel>,
+) -> Result<Tensor> {
+    check_same(op, x, t)?;
     let gpu = x.gpu();
     let rows = x.dims()[0];
     let dim = x.numel().checked_div(rows).unwrap_or(0);
@@ -68,6 +73,7 @@ fn row_loss(
     let backward = Box::new(move |dloss: &Tensor| -> Result<Vec<Option<Tensor>>> {
         let gpu = dloss.gpu();
         let dx = Tensor::alloc(gpu, op, rows * dim)?;
+        let backward_kernel = backward_kernel.ok_or_else(|| Error::Invalid(format!("{op}: no backward")))?;
         gpu.dispatch(
             backward_kernel,
             &[],
@@ -90,17 +96,50 @@ fn row_loss(
 ///
 /// Shapes: `logits` and `targets` `(batch_size, ...)`, targets in [0, 1]
 /// (continuous intensities allowed) -> `(batch_size,)`. The gradient flows to
-/// the logits only: `(sigmoid(x) - t) * dloss`.
+/// the logits only: `(sigmoid(x) - t) * dloss`. When the result will be backpropagated the
+/// forward kernel also writes `sigmoid(x) - t` (one pass, one exp per element), and the
+/// backward only scales it by `dloss`.
 ///
 /// Errors: [`Error::Shape`] if the shapes differ.
 pub fn bce_with_logits(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
-    row_loss(
-        "bce_with_logits",
-        logits,
-        targets,
-        Kernel::BceWithLogitsForward,
-        Kernel::BceWithLogitsBackward,
-    )
+    let recording = crate::autograd::is_grad_enabled() && logits.requires_grad();
+    if !recording {
+        // Nothing will flow back (targets take no gradient): the loss alone, never recorded.
+        let _no_grad = crate::autograd::no_grad();
+        return row_loss("bce_with_logits", logits, targets, Kernel::BceWithLogitsForward, None);
+    }
+    check_same("bce_with_logits", logits, targets)?;
+    let gpu = logits.gpu();
+    let rows = logits.dims()[0];
+    let dim = logits.numel().checked_div(rows).unwrap_or(0);
+    let loss = Tensor::alloc(gpu, "bce_with_logits", rows)?;
+    let g = Tensor::alloc(gpu, "bce_with_logits", rows * dim)?;
+    let params = RowParams {
+        rows: rows as u32,
+        dim: dim as u32,
+        _pad: [0; 2],
+    };
+    gpu.dispatch(
+        Kernel::BceWithLogitsForwardGrad,
+        &gpu.row_constants(),
+        &[logits.storage(), targets.storage(), &loss, &g],
+        &params,
+        rows_grid(rows),
+    );
+    let g = Tensor::from_storage(gpu, g, logits.shape().clone());
+    let backward = Box::new(move |dloss: &Tensor| -> Result<Vec<Option<Tensor>>> {
+        let gpu = dloss.gpu();
+        let dx = Tensor::alloc(gpu, "bce_with_logits_backward", rows * dim)?;
+        gpu.dispatch(
+            Kernel::BceWithLogitsBackward,
+            &[],
+            &[g.storage(), dloss.storage(), &dx],
+            &params,
+            grid_1d((rows * dim) as u64, WORKGROUP_1D),
+        );
+        Ok(vec![Some(Tensor::from_storage(gpu, dx, g.shape().clone())), None])
+    });
+    Ok(Tensor::from_op(gpu, loss, [rows].into(), &[logits, targets], backward))
 }
 
 /// Mean squared error over the features of each sample: `loss[b] = mean_d (x - t)^2`;
@@ -115,7 +154,7 @@ pub fn mse_loss(pred: &Tensor, target: &Tensor) -> Result<Tensor> {
         pred,
         target,
         Kernel::MseForward,
-        Kernel::MseBackward,
+        Some(Kernel::MseBackward),
     )
 }
 

@@ -7,7 +7,7 @@
 //! | `matmul.rs` | `matmul`, `matmul_nt`, `matmul_tn` | `shaders/matmul.wgsl` |
 //! | `elementwise.rs` | `add`, `sub`, `mul`, `div` (with row/scalar broadcast), `relu`, `leaky_relu`, `sigmoid`, `tanh`, `exp`, `scale`, `affine`, `repeat_rows` | `shaders/elementwise.wgsl` |
 //! | `reduce.rs` | `sum`, `mean`, `sum_axis`, `mean_axis` | `shaders/reduce.wgsl` |
-//! | `vae.rs` | `reparameterize`, `kl_divergence` | `shaders/vae.wgsl` |
+//! | `vae.rs` | `reparameterize`, `kl_divergence`, and both fused: `reparameterize_kl` | `shaders/vae.wgsl` |
 //! | `conv.rs` | `conv2d`, `conv_transpose2d` (im2col + matmul) | `shaders/conv.wgsl` |
 //! | `loss.rs` | `bce_with_logits`, `mse_loss`, `softmax_cross_entropy` | `shaders/loss.wgsl` |
 //! | `norm.rs` | `batch_norm` (1-D and 2-D) | `shaders/norm.wgsl` |
@@ -32,4 +32,4 @@ pub use matmul::{MatmulParams, TexMatmulParams};
 pub use norm::{NormParams, batch_norm};
 pub use random::{DropoutParams, RandnParams};
 pub use reduce::{ReduceParams, RowsParams};
-pub use vae::{ElemParams, kl_divergence, reparameterize};
+pub use vae::{ElemParams, kl_divergence, reparameterize, reparameterize_kl};
