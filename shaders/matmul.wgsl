@@ -4,7 +4,10 @@
 //   matmul_nn: C (M x N) = A (M x K) * B (K x N)
 //   matmul_nt: C (M x N) = A (M x K) * B^T, B stored (N x K)   [Linear forward, dA = dC B^T]
 //   matmul_tn: C (M x N) = A^T * B, A stored (K x M)           [dB = A^T dC]
-// Bindings: 0 a (read), 1 b (read), 2 c (read_write), 3 params (uniform MatmulParams).
+// Bindings: 0 a (read), 1 b (read), 2 bias (read; read only when epilogue > 0), 3 c (read_write),
+// 4 params (uniform MatmulParams).
+// Epilogue, applied as C is stored (a linear layer in one pass instead of three):
+//   0: C;  1: C + bias[col];  2: relu(C + bias[col]);  3: leaky_relu(C + bias[col], slope).
 // Dispatch grid: (ceil(N / 32), ceil(M / 32), 1) workgroups of 8 x 8 invocations;
 // each invocation computes a 4 x 4 block of C (register tiling), guarded at the edges.
 
@@ -12,13 +15,33 @@ struct MatmulParams {
     m: u32,
     n: u32,
     k: u32,
-    _pad: u32,
+    epilogue: u32,
+    slope: f32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<storage, read> a: array<f32>;
 @group(0) @binding(1) var<storage, read> b: array<f32>;
-@group(0) @binding(2) var<storage, read_write> c: array<f32>;
-@group(0) @binding(3) var<uniform> p: MatmulParams;
+@group(0) @binding(2) var<storage, read> bias: array<f32>;
+@group(0) @binding(3) var<storage, read_write> c: array<f32>;
+@group(0) @binding(4) var<uniform> p: MatmulParams;
+
+// The epilogue: bias and activation of a linear layer, applied to one element of C.
+fn epilogue(v: f32, col: u32) -> f32 {
+    if (p.epilogue == 0u) {
+        return v;
+    }
+    let y = v + bias[col];
+    if (p.epilogue == 2u) {
+        return max(y, 0.0);
+    }
+    if (p.epilogue == 3u) {
+        return select(p.slope * y, y, y > 0.0);
+    }
+    return y;
+}
 
 const TILE: u32 = 4u;
 
@@ -58,7 +81,7 @@ fn matmul_body(gid: vec3<u32>, trans_a: bool, trans_b: bool) {
             let i = row0 + r;
             let j = col0 + s;
             if (i < p.m && j < p.n) {
-                c[i * p.n + j] = acc[r][s];
+                c[i * p.n + j] = epilogue(acc[r][s], j);
             }
         }
     }

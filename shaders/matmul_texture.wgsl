@@ -7,8 +7,9 @@
 //
 // Bindings: 0 ta, 1 tb: the stored A and B as read-only rgba32float storage textures in the
 // "flat" layout (texel t holds floats 4t..4t+3 of the row-major matrix; texture row y holds
-// texels y * 2^shift ..), filled by copy_buffer_to_texture; 2 c (read_write buffer);
-// 3 TexMatmulParams (uniform). Requires the contiguous dimension of each stored operand to be
+// texels y * 2^shift ..), filled by copy_buffer_to_texture; 2 bias (read buffer, read only when
+// epilogue > 0); 3 c (read_write buffer); 4 TexMatmulParams (uniform).
+// Epilogue as in matmul.wgsl: 0 C, 1 C + bias[col], 2 relu(C + bias), 3 leaky_relu(C + bias, slope). Requires the contiguous dimension of each stored operand to be
 // a multiple of 4 (NN: K and N; NT: K; TN: M and N).
 // Dispatch grid: (ceil(M / R), ceil(N / 32), 1) workgroups of 8 invocations (one subgroup),
 // R = 5, 6, 8 rows for NN, NT, TN. Row blocks vary fastest, so consecutive workgroups reuse
@@ -34,12 +35,17 @@ struct TexMatmulParams {
     k: u32,
     // log2 of the flat textures' width in texels.
     shift: u32,
+    epilogue: u32,
+    slope: f32,
+    _pad0: u32,
+    _pad1: u32,
 }
 
 @group(0) @binding(0) var ta: texture_storage_2d<rgba32float, read>;
 @group(0) @binding(1) var tb: texture_storage_2d<rgba32float, read>;
-@group(0) @binding(2) var<storage, read_write> c: array<f32>;
-@group(0) @binding(3) var<uniform> p: TexMatmulParams;
+@group(0) @binding(2) var<storage, read> bias: array<f32>;
+@group(0) @binding(3) var<storage, read_write> c: array<f32>;
+@group(0) @binding(4) var<uniform> p: TexMatmulParams;
 
 // Up to eight texels: a lane's A values, or its block of C accumulators (unused fields stay 0,
 // and the compiler drops them).
@@ -76,7 +82,16 @@ fn texel(t: u32) -> vec2<i32> {
 
 fn store(row: u32, col: u32, v: f32) {
     if (row < p.m && col < p.n) {
-        c[row * p.n + col] = v;
+        var y = v;
+        if (p.epilogue != 0u) {
+            y += bias[col];
+            if (p.epilogue == 2u) {
+                y = max(y, 0.0);
+            } else if (p.epilogue == 3u) {
+                y = select(p.slope * y, y, y > 0.0);
+            }
+        }
+        c[row * p.n + col] = y;
     }
 }
 

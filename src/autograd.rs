@@ -158,7 +158,8 @@ impl Tensor {
         let nodes = TAPE.with(|t| std::mem::take(&mut *t.borrow_mut()));
         let mut unreached = Vec::new();
         for node in nodes.into_iter().rev() {
-            let output_grads: Vec<Option<Tensor>> = node.outputs.iter().map(|id| grads.remove(id)).collect();
+            let output_grads: Vec<Option<Tensor>> =
+                node.outputs.iter().map(|id| grads.remove(id)).collect();
             if output_grads.iter().all(Option::is_none) {
                 unreached.push(node);
                 continue;

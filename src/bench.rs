@@ -607,6 +607,10 @@ impl<'a> Stopwatch<'a> {
         if ticks[0] == 0 || ticks[1] <= ticks[0] || period_ns <= 0.0 {
             return Ok((host, TIMING_HOST));
         }
+        eprintln!(
+            "DEBUG host {host:.6} gpu {:.6} period {period_ns}",
+            (ticks[1] - ticks[0]) as f64 * period_ns * 1e-9
+        );
         Ok(((ticks[1] - ticks[0]) as f64 * period_ns * 1e-9, TIMING_GPU))
     }
 }
@@ -675,7 +679,11 @@ fn probe_pipeline(gpu: &Gpu, source: &str, entry: &str) -> wgpu::ComputePipeline
 
 /// Workgroup grid for `groups` workgroups: (min(G, max), ceil(G / max), 1).
 fn probe_grid(gpu: &Gpu, groups: u64) -> [u32; 3] {
-    let max = gpu.device().limits().max_compute_workgroups_per_dimension.max(1) as u64;
+    let max = gpu
+        .device()
+        .limits()
+        .max_compute_workgroups_per_dimension
+        .max(1) as u64;
     if groups <= max {
         [groups as u32, 1, 1]
     } else {
@@ -715,7 +723,10 @@ fn measure_ceilings(gpu: &Gpu, plan: Plan) -> Result<(Ceilings, Vec<Probe>)> {
             mapped_at_creation: false,
         })
     };
-    let (src, dst) = (buffer("deepgen bench copy src"), buffer("deepgen bench copy dst"));
+    let (src, dst) = (
+        buffer("deepgen bench copy src"),
+        buffer("deepgen bench copy dst"),
+    );
     let best = |f: &mut dyn FnMut() -> Result<(f64, &'static str)>| -> Result<(f64, &'static str)> {
         // The first run also pays for wgpu's lazy zeroing of the new buffers.
         f()?;
@@ -809,7 +820,10 @@ fn measure_ceilings(gpu: &Gpu, plan: Plan) -> Result<(Ceilings, Vec<Probe>)> {
         groups = groups.min(1 << 22);
     }
     let (fma_s, fma_timing) = best(&mut || fma(groups))?;
-    let invocations = (probe_grid(gpu, groups).iter().map(|&g| g as u64).product::<u64>()
+    let invocations = (probe_grid(gpu, groups)
+        .iter()
+        .map(|&g| g as u64)
+        .product::<u64>()
         * FMA_WORKGROUP) as f64;
     let fma_flops = invocations * FMA_FLOPS_PER_INVOCATION;
 
@@ -1137,8 +1151,9 @@ struct Suite<'a> {
 
 impl Suite<'_> {
     fn wants(&self, kernel: &str, shape: &str) -> bool {
-        self.filter
-            .is_none_or(|f| kernel.contains(f) || shape.contains(f) || format!("{kernel} {shape}").contains(f))
+        self.filter.is_none_or(|f| {
+            kernel.contains(f) || shape.contains(f) || format!("{kernel} {shape}").contains(f)
+        })
     }
 
     fn uniform(&mut self, n: usize, lo: f32, hi: f32) -> Vec<f32> {
@@ -1186,10 +1201,16 @@ impl Suite<'_> {
     /// broadcast that every timed backward also runs, subtracted from it.
     fn sum_backward_seconds(&self, dims: &[usize], max_live: usize) -> Result<f64> {
         let leaf = Tensor::zeros(self.gpu, dims)?.requires_grad_();
-        host_time(self.gpu, self.plan, max_live, || leaf.sum(), |loss| {
-            loss.backward()?;
-            Ok(())
-        })
+        host_time(
+            self.gpu,
+            self.plan,
+            max_live,
+            || leaf.sum(),
+            |loss| {
+                loss.backward()?;
+                Ok(())
+            },
+        )
     }
 
     /// Times the backward of `forward()` (a tensor shaped `out_dims`): the backward of
@@ -1200,10 +1221,16 @@ impl Suite<'_> {
         max_live: usize,
         mut forward: impl FnMut() -> Result<Tensor>,
     ) -> Result<f64> {
-        let total = host_time(self.gpu, self.plan, max_live, || forward()?.sum(), |loss| {
-            loss.backward()?;
-            Ok(())
-        })?;
+        let total = host_time(
+            self.gpu,
+            self.plan,
+            max_live,
+            || forward()?.sum(),
+            |loss| {
+                loss.backward()?;
+                Ok(())
+            },
+        )?;
         let base = self.sum_backward_seconds(out_dims, max_live)?;
         Ok(total - base)
     }
@@ -1298,10 +1325,16 @@ impl Suite<'_> {
         };
         let want64: Vec<f64> = want.iter().map(|&v| v as f64).collect();
         check(kernel, &shape, "product", &got, &want64)?;
-        let seconds = host_time(self.gpu, self.plan, usize::MAX, || Ok(()), |()| {
-            op()?;
-            Ok(())
-        })?;
+        let seconds = host_time(
+            self.gpu,
+            self.plan,
+            usize::MAX,
+            || Ok(()),
+            |()| {
+                op()?;
+                Ok(())
+            },
+        )?;
         let cpu_seconds = cpu_time(self.plan, || sgemm(&mut want));
         let flops = 2.0 * (m * k * n) as f64;
         let work = Work {
@@ -1362,9 +1395,13 @@ impl Suite<'_> {
                 forward(&x, &w, b.as_ref())?.to_vec()?
             };
             let mut want = vec![0.0f64; ConvCase::numel(y_dims)];
-            case.taps(&samples, &(0..w_dims[0]).collect::<Vec<_>>(), |yi, xi, wi| {
-                want[yi] += xs[xi] as f64 * ws[wi] as f64;
-            });
+            case.taps(
+                &samples,
+                &(0..w_dims[0]).collect::<Vec<_>>(),
+                |yi, xi, wi| {
+                    want[yi] += xs[xi] as f64 * ws[wi] as f64;
+                },
+            );
             for (i, v) in want.iter_mut().enumerate() {
                 *v += bs[(i / (y_dims[2] * y_dims[3])) % case.cout] as f64;
             }
@@ -1375,11 +1412,17 @@ impl Suite<'_> {
                 &pick(&got, &samples, y_len),
                 &pick(&want, &samples, y_len),
             )?;
-            let seconds = host_time(self.gpu, self.plan, usize::MAX, || Ok(()), |()| {
-                let _no_grad = crate::autograd::no_grad();
-                forward(&x, &w, b.as_ref())?;
-                Ok(())
-            })?;
+            let seconds = host_time(
+                self.gpu,
+                self.plan,
+                usize::MAX,
+                || Ok(()),
+                |()| {
+                    let _no_grad = crate::autograd::no_grad();
+                    forward(&x, &w, b.as_ref())?;
+                    Ok(())
+                },
+            )?;
             self.push(kernel, &shape, seconds, case.work(false), TIMING_HOST, None);
         }
         if want_backward {
@@ -1401,9 +1444,13 @@ impl Suite<'_> {
             };
             let (dx, dw) = (grad(&xg, "input")?, grad(&wg, "weight")?);
             let mut want_dx = vec![0.0f64; ConvCase::numel(x_dims)];
-            case.taps(&samples, &(0..w_dims[0]).collect::<Vec<_>>(), |yi, xi, wi| {
-                want_dx[xi] += gs[yi] as f64 * ws[wi] as f64;
-            });
+            case.taps(
+                &samples,
+                &(0..w_dims[0]).collect::<Vec<_>>(),
+                |yi, xi, wi| {
+                    want_dx[xi] += gs[yi] as f64 * ws[wi] as f64;
+                },
+            );
             let mut want_dw = vec![0.0f64; ConvCase::numel(w_dims)];
             case.taps(&(0..case.n).collect::<Vec<_>>(), &w0s, |yi, xi, wi| {
                 want_dw[wi] += gs[yi] as f64 * xs[xi] as f64;
@@ -1433,9 +1480,8 @@ impl Suite<'_> {
             }
             drop(grads);
             let max_live = ((BACKWARD_BATCH_BYTES / case.graph_bytes()) as usize).max(1);
-            let seconds = self.backward_seconds(&y_dims, max_live, || {
-                forward(&xg, &wg, bg.as_ref())
-            })?;
+            let seconds =
+                self.backward_seconds(&y_dims, max_live, || forward(&xg, &wg, bg.as_ref()))?;
             self.push(
                 &backward_kernel,
                 &shape,
@@ -1476,11 +1522,17 @@ impl Suite<'_> {
             .map(|(&x, &y)| op.host(x as f64, y as f64))
             .collect();
         check(kernel, &shape, "output", &got, &want)?;
-        let seconds = host_time(self.gpu, self.plan, usize::MAX, || Ok(()), |()| {
-            let _no_grad = crate::autograd::no_grad();
-            op.run(&ta, &tb)?;
-            Ok(())
-        })?;
+        let seconds = host_time(
+            self.gpu,
+            self.plan,
+            usize::MAX,
+            || Ok(()),
+            |()| {
+                let _no_grad = crate::autograd::no_grad();
+                op.run(&ta, &tb)?;
+                Ok(())
+            },
+        )?;
         let floats = if op.binary() { 3 * n } else { 2 * n };
         self.push(
             kernel,
@@ -1522,11 +1574,17 @@ impl Suite<'_> {
             op(&t)?.to_vec()?
         };
         check(kernel, &shape, "sums", &got, &want)?;
-        let seconds = host_time(self.gpu, self.plan, usize::MAX, || Ok(()), |()| {
-            let _no_grad = crate::autograd::no_grad();
-            op(&t)?;
-            Ok(())
-        })?;
+        let seconds = host_time(
+            self.gpu,
+            self.plan,
+            usize::MAX,
+            || Ok(()),
+            |()| {
+                let _no_grad = crate::autograd::no_grad();
+                op(&t)?;
+                Ok(())
+            },
+        )?;
         let n = rows * cols;
         self.push(
             kernel,
@@ -1564,13 +1622,26 @@ impl Suite<'_> {
                 })
                 .collect();
             check("bce_with_logits", &bce_shape, "loss", &got, &want)?;
-            let seconds = host_time(self.gpu, self.plan, usize::MAX, || Ok(()), |()| {
-                bce_with_logits(&x, &t)?;
-                Ok(())
-            })?;
+            let seconds = host_time(
+                self.gpu,
+                self.plan,
+                usize::MAX,
+                || Ok(()),
+                |()| {
+                    bce_with_logits(&x, &t)?;
+                    Ok(())
+                },
+            )?;
             // Counted per element: max, multiply, subtract, abs, exp, log1p, add, accumulate.
             let work = Work::per_element(b * d, 8.0, 2 * b * d + b);
-            self.push("bce_with_logits", &bce_shape, seconds, work, TIMING_HOST, None);
+            self.push(
+                "bce_with_logits",
+                &bce_shape,
+                seconds,
+                work,
+                TIMING_HOST,
+                None,
+            );
         }
         if self.wants("bce_with_logits_backward", &bce_shape) {
             let xg = x.clone().requires_grad_();
@@ -1584,10 +1655,15 @@ impl Suite<'_> {
                 .zip(&ts)
                 .map(|(&x, &t)| sigmoid(x as f64) - t as f64)
                 .collect();
-            check("bce_with_logits_backward", &bce_shape, "gradient", &got, &want)?;
+            check(
+                "bce_with_logits_backward",
+                &bce_shape,
+                "gradient",
+                &got,
+                &want,
+            )?;
             drop(grads);
-            let seconds =
-                self.backward_seconds(&[b], usize::MAX, || bce_with_logits(&xg, &t))?;
+            let seconds = self.backward_seconds(&[b], usize::MAX, || bce_with_logits(&xg, &t))?;
             // sigmoid (4), subtract, multiply; reads x, t, dloss, writes dx.
             let work = Work::per_element(b * d, 6.0, 3 * b * d + b);
             self.push(
@@ -1620,13 +1696,26 @@ impl Suite<'_> {
                 })
                 .collect();
             check("kl_divergence", &latent_shape, "kl", &got, &want)?;
-            let seconds = host_time(self.gpu, self.plan, usize::MAX, || Ok(()), |()| {
-                kl_divergence(&mu, &lv)?;
-                Ok(())
-            })?;
+            let seconds = host_time(
+                self.gpu,
+                self.plan,
+                usize::MAX,
+                || Ok(()),
+                |()| {
+                    kl_divergence(&mu, &lv)?;
+                    Ok(())
+                },
+            )?;
             // Counted per element: add, subtract, square, exp, subtract, accumulate.
             let work = Work::per_element(b * z, 6.0, 2 * b * z + b);
-            self.push("kl_divergence", &latent_shape, seconds, work, TIMING_HOST, None);
+            self.push(
+                "kl_divergence",
+                &latent_shape,
+                seconds,
+                work,
+                TIMING_HOST,
+                None,
+            );
         }
         if self.wants("kl_divergence_backward", &latent_shape) {
             let (mug, lvg) = (mu.clone().requires_grad_(), lv.clone().requires_grad_());
@@ -1644,11 +1733,22 @@ impl Suite<'_> {
                 .iter()
                 .map(|&l| ((l as f64).exp() - 1.0) / 2.0)
                 .collect();
-            check("kl_divergence_backward", &latent_shape, "dmu", &got_mu, &want_mu)?;
-            check("kl_divergence_backward", &latent_shape, "dlogvar", &got_lv, &want_lv)?;
+            check(
+                "kl_divergence_backward",
+                &latent_shape,
+                "dmu",
+                &got_mu,
+                &want_mu,
+            )?;
+            check(
+                "kl_divergence_backward",
+                &latent_shape,
+                "dlogvar",
+                &got_lv,
+                &want_lv,
+            )?;
             drop(grads);
-            let seconds =
-                self.backward_seconds(&[b], usize::MAX, || kl_divergence(&mug, &lvg))?;
+            let seconds = self.backward_seconds(&[b], usize::MAX, || kl_divergence(&mug, &lvg))?;
             // dmu = dkl mu, dlogvar = dkl (exp(logvar) - 1) / 2; reads mu, logvar, dkl.
             let work = Work::per_element(b * z, 5.0, 4 * b * z + b);
             self.push(
@@ -1669,13 +1769,26 @@ impl Suite<'_> {
                 .map(|i| mus[i] as f64 + (lvs[i] as f64 / 2.0).exp() * es[i] as f64)
                 .collect();
             check("reparameterize", &latent_shape, "z", &got, &want)?;
-            let seconds = host_time(self.gpu, self.plan, usize::MAX, || Ok(()), |()| {
-                reparameterize(&mu, &lv, &eps)?;
-                Ok(())
-            })?;
+            let seconds = host_time(
+                self.gpu,
+                self.plan,
+                usize::MAX,
+                || Ok(()),
+                |()| {
+                    reparameterize(&mu, &lv, &eps)?;
+                    Ok(())
+                },
+            )?;
             // Counted per element: halve, exp, multiply, add.
             let work = Work::per_element(b * z, 4.0, 4 * b * z);
-            self.push("reparameterize", &latent_shape, seconds, work, TIMING_HOST, None);
+            self.push(
+                "reparameterize",
+                &latent_shape,
+                seconds,
+                work,
+                TIMING_HOST,
+                None,
+            );
         }
         if self.wants("reparameterize_backward", &latent_shape) {
             let (mug, lvg) = (mu.clone().requires_grad_(), lv.clone().requires_grad_());
@@ -1687,11 +1800,16 @@ impl Suite<'_> {
             let want: Vec<f64> = (0..b * z)
                 .map(|i| es[i] as f64 * (lvs[i] as f64 / 2.0).exp() / 2.0)
                 .collect();
-            check("reparameterize_backward", &latent_shape, "dlogvar", &got, &want)?;
+            check(
+                "reparameterize_backward",
+                &latent_shape,
+                "dlogvar",
+                &got,
+                &want,
+            )?;
             drop(grads);
-            let seconds = self.backward_seconds(&[b, z], usize::MAX, || {
-                reparameterize(&mug, &lvg, &eps)
-            })?;
+            let seconds =
+                self.backward_seconds(&[b, z], usize::MAX, || reparameterize(&mug, &lvg, &eps))?;
             // dlogvar = dz eps exp(logvar / 2) / 2: reads logvar, eps, dz, writes dlogvar.
             let work = Work::per_element(b * z, 5.0, 4 * b * z);
             self.push(
@@ -1746,9 +1864,13 @@ impl Suite<'_> {
         let want_delta: Vec<f64> = want.iter().zip(&ps).map(|(&a, &b)| a - b as f64).collect();
         check("adam", &shape, "update", &got_delta, &want_delta)?;
         let mut adam = Adam::new(1e-3);
-        let seconds = host_time(self.gpu, self.plan, usize::MAX, || Ok(()), |()| {
-            adam.step(&params, &grads)
-        })?;
+        let seconds = host_time(
+            self.gpu,
+            self.plan,
+            usize::MAX,
+            || Ok(()),
+            |()| adam.step(&params, &grads),
+        )?;
         // Counted per parameter: 16 (moments, bias corrections, sqrt, divide, update); reads
         // grad, param, m, v and writes param, m, v.
         self.push(

@@ -119,7 +119,12 @@ impl Tensor {
     /// The same data as a new tensor that requires grad, for ops with several outputs that
     /// record themselves with [`autograd::record_multi`].
     pub(crate) fn as_recorded(&self) -> Tensor {
-        Tensor::wrap(self.gpu(), self.inner.storage.clone(), self.shape().clone(), true)
+        Tensor::wrap(
+            self.gpu(),
+            self.inner.storage.clone(),
+            self.shape().clone(),
+            true,
+        )
     }
 
     /// Wraps storage written by a kernel as a tensor outside the graph (gradients, buffers).

@@ -336,12 +336,19 @@ fn fused_reparameterize_kl_matches_the_separate_ops() {
         // Which outputs the loss uses: both, only z, only kl.
         for (use_z, use_kl) in [(true, true), (true, false), (false, true)] {
             let run = |fused: bool| -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>) {
-                let mu = Tensor::from_slice(&gpu, &mu0, [b, d]).unwrap().requires_grad_();
-                let lv = Tensor::from_slice(&gpu, &lv0, [b, d]).unwrap().requires_grad_();
+                let mu = Tensor::from_slice(&gpu, &mu0, [b, d])
+                    .unwrap()
+                    .requires_grad_();
+                let lv = Tensor::from_slice(&gpu, &lv0, [b, d])
+                    .unwrap()
+                    .requires_grad_();
                 let (z, kl) = if fused {
                     reparameterize_kl(&mu, &lv, &eps).unwrap()
                 } else {
-                    (reparameterize(&mu, &lv, &eps).unwrap(), kl_divergence(&mu, &lv).unwrap())
+                    (
+                        reparameterize(&mu, &lv, &eps).unwrap(),
+                        kl_divergence(&mu, &lv).unwrap(),
+                    )
                 };
                 let mut loss = Tensor::zeros(&gpu, []).unwrap();
                 if use_z {
@@ -361,7 +368,13 @@ fn fused_reparameterize_kl_matches_the_separate_ops() {
             };
             let (f, s) = (run(true), run(false));
             let close = |a: &[f32], b: &[f32], what: &str| {
-                assert_close(&format!("{what} {b:?}x{d} z={use_z} kl={use_kl}"), a, &to_f64(b), 1e-5, 1e-6)
+                assert_close(
+                    &format!("{what} {b:?}x{d} z={use_z} kl={use_kl}"),
+                    a,
+                    &to_f64(b),
+                    1e-5,
+                    1e-6,
+                )
             };
             close(&f.0, &s.0, "z");
             close(&f.1, &s.1, "kl");
@@ -369,4 +382,59 @@ fn fused_reparameterize_kl_matches_the_separate_ops() {
             close(&f.3, &s.3, "dlogvar");
         }
     }
+}
+
+#[test]
+fn fused_linear_backward_on_both_matmul_paths() {
+    use deepgen::gpu::MatmulPath;
+    use deepgen::ops::Activation;
+    let gpu = gpu();
+    let default = gpu.matmul_path();
+    for path in [MatmulPath::Generic, MatmulPath::Texture] {
+        if !gpu.set_matmul_path(path) {
+            continue;
+        }
+        for (b, i, o) in [
+            (1usize, 1usize, 1usize),
+            (7, 7, 7),
+            (5, 33, 12),
+            (33, 20, 16),
+        ] {
+            for act in [
+                Activation::Identity,
+                Activation::Relu,
+                Activation::LeakyRelu(0.2),
+            ] {
+                let f = move |v: f64| match act {
+                    Activation::Identity => v,
+                    Activation::Relu => v.max(0.0),
+                    Activation::LeakyRelu(s) => {
+                        if v > 0.0 {
+                            v
+                        } else {
+                            s as f64 * v
+                        }
+                    }
+                };
+                gradcheck(
+                    &format!("linear {b}x{i}x{o} {act:?} {path:?}"),
+                    &[
+                        input(rand_vec(b * i, 31, -1.0, 1.0), &[b, i]),
+                        input(rand_vec(o * i, 32, -1.0, 1.0), &[o, i]),
+                        input(rand_vec(o, 33, -1.0, 1.0), &[o]),
+                    ],
+                    |t| t[0].linear(&t[1], &t[2], act),
+                    |x| {
+                        let y = ref_matmul(&x[0], &x[1], b, i, o, false, true);
+                        y.iter()
+                            .enumerate()
+                            .map(|(k, v)| f(v + x[2][k % o]))
+                            .collect()
+                    },
+                    RTOL,
+                );
+            }
+        }
+    }
+    gpu.set_matmul_path(default);
 }

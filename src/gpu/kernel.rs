@@ -143,8 +143,9 @@ pub struct KernelSpec {
     pub inputs: u32,
     /// Number of `var<storage, read_write>` bindings that follow them.
     pub outputs: u32,
-    /// Whether the inputs are read-only `rgba32float` storage textures instead of buffers.
-    pub texture_inputs: bool,
+    /// How many of the inputs (the first ones) are read-only `rgba32float` storage textures
+    /// instead of buffers.
+    pub texture_inputs: u32,
 }
 
 impl Kernel {
@@ -197,9 +198,9 @@ impl Kernel {
         use Kernel::*;
         use ShaderFile as F;
         let (file, entry, inputs, outputs) = match self {
-            MatmulNN => (F::Matmul, "matmul_nn", 2, 1),
-            MatmulNT => (F::Matmul, "matmul_nt", 2, 1),
-            MatmulTN => (F::Matmul, "matmul_tn", 2, 1),
+            MatmulNN => (F::Matmul, "matmul_nn", 3, 1),
+            MatmulNT => (F::Matmul, "matmul_nt", 3, 1),
+            MatmulTN => (F::Matmul, "matmul_tn", 3, 1),
             UnaryForward => (F::Elementwise, "unary_forward", 1, 1),
             UnaryBackward => (F::Elementwise, "unary_backward", 3, 1),
             BinaryForward => (F::Elementwise, "binary_forward", 2, 1),
@@ -229,9 +230,9 @@ impl Kernel {
             Dropout => (F::Random, "dropout", 1, 2),
             SoftmaxCrossEntropyForward => (F::Loss, "softmax_cross_entropy_forward", 2, 2),
             SoftmaxCrossEntropyBackward => (F::Loss, "softmax_cross_entropy_backward", 4, 1),
-            MatmulTextureNN => (F::MatmulTexture, "matmul_texture_nn", 2, 1),
-            MatmulTextureNT => (F::MatmulTexture, "matmul_texture_nt", 2, 1),
-            MatmulTextureTN => (F::MatmulTexture, "matmul_texture_tn", 2, 1),
+            MatmulTextureNN => (F::MatmulTexture, "matmul_texture_nn", 3, 1),
+            MatmulTextureNT => (F::MatmulTexture, "matmul_texture_nt", 3, 1),
+            MatmulTextureTN => (F::MatmulTexture, "matmul_texture_tn", 3, 1),
             RepeatRows => (F::Elementwise, "repeat_rows", 1, 1),
             Bernoulli => (F::Random, "bernoulli", 1, 1),
             VaeSampleForward => (F::Vae, "vae_sample_forward", 3, 2),
@@ -243,7 +244,11 @@ impl Kernel {
             entry,
             inputs,
             outputs,
-            texture_inputs: matches!(file, F::MatmulTexture),
+            texture_inputs: if matches!(file, F::MatmulTexture) {
+                2
+            } else {
+                0
+            },
         }
     }
 }
@@ -258,16 +263,16 @@ type PipelineKey = (Kernel, Vec<(&'static str, u64)>);
 #[derive(Default)]
 pub(crate) struct KernelCache {
     modules: RefCell<HashMap<ShaderFile, Rc<wgpu::ShaderModule>>>,
-    layouts: RefCell<HashMap<(u32, u32, bool), Layouts>>,
+    layouts: RefCell<HashMap<(u32, u32, u32), Layouts>>,
     pipelines: RefCell<HashMap<PipelineKey, Rc<wgpu::ComputePipeline>>>,
     /// Pipelines compiled so far (a cache miss each).
     pub compiled: std::cell::Cell<u64>,
 }
 
 impl KernelCache {
-    /// The bind-group layout for `inputs` read-only storage buffers (or rgba32float storage
-    /// textures, for `spec.texture_inputs`) and `outputs` read-write storage buffers, followed
-    /// by one dynamically-offset uniform; and its pipeline layout.
+    /// The bind-group layout for `inputs` read-only inputs (the first `spec.texture_inputs` of
+    /// them rgba32float storage textures, the rest storage buffers) and `outputs` read-write
+    /// storage buffers, followed by one dynamically-offset uniform; and its pipeline layout.
     pub fn layout(&self, device: &wgpu::Device, spec: &KernelSpec) -> Layouts {
         let (inputs, outputs, textures) = (spec.inputs, spec.outputs, spec.texture_inputs);
         self.layouts
@@ -296,7 +301,7 @@ impl KernelCache {
                 };
                 let mut entries: Vec<_> = (0..inputs)
                     .map(|b| {
-                        if textures {
+                        if b < textures {
                             texture(b)
                         } else {
                             storage(b, true)

@@ -598,8 +598,8 @@ impl Gpu {
         self.dispatch_textures(kernel, constants, &[], buffers, params, groups);
     }
 
-    /// [`Gpu::dispatch`] for kernels whose inputs are flat textures (`spec.texture_inputs`):
-    /// `textures` bind first, then `buffers`.
+    /// [`Gpu::dispatch`] for kernels whose first `spec.texture_inputs` inputs are flat
+    /// textures: `textures` bind first, then `buffers`.
     pub(crate) fn dispatch_textures<P: bytemuck::Pod>(
         &self,
         kernel: Kernel,
@@ -610,7 +610,7 @@ impl Gpu {
         groups: [u32; 3],
     ) {
         let spec = kernel.spec();
-        let expected_textures = if spec.texture_inputs { spec.inputs } else { 0 };
+        let expected_textures = spec.texture_inputs;
         assert_eq!(
             textures.len() as u32,
             expected_textures,

@@ -10,6 +10,7 @@ use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::models::{Generative, MlpConfig, ModelKind};
 use crate::nn::{Linear, Module, prefixed};
+use crate::ops::Activation;
 use crate::ops::bce_with_logits;
 use crate::tensor::Tensor;
 
@@ -46,12 +47,14 @@ impl Autoencoder {
 
     /// `x (B, input_dim)` -> `z (B, latent_dim)`.
     pub fn encode(&self, x: &Tensor) -> Result<Tensor> {
-        self.fc_z.forward(&self.enc_fc1.forward(x)?.relu()?)
+        self.fc_z
+            .forward(&self.enc_fc1.forward_act(x, Activation::Relu)?)
     }
 
     /// `z (B, latent_dim)` -> logits `(B, input_dim)`.
     pub fn decode(&self, z: &Tensor) -> Result<Tensor> {
-        self.dec_fc2.forward(&self.dec_fc1.forward(z)?.relu()?)
+        self.dec_fc2
+            .forward(&self.dec_fc1.forward_act(z, Activation::Relu)?)
     }
 
     /// Per-sample reconstruction loss (BCE with logits summed over pixels, nats), shape (B,).

@@ -16,6 +16,7 @@ use crate::gpu::Gpu;
 use crate::nn::{
     BatchNorm2d, Conv2d, Dropout, Init, Linear, Module, flatten, prefixed, prefixed_buffers,
 };
+use crate::ops::Activation;
 use crate::ops::Conv2dOptions;
 use crate::tensor::Tensor;
 
@@ -56,7 +57,7 @@ impl Classifier {
             .forward(&self.conv1.forward(&x.reshape([b, 1, 28, 28])?)?)?
             .relu()?;
         let h = self.bn2.forward(&self.conv2.forward(&h)?)?.relu()?;
-        self.fc1.forward(&flatten(&h)?)?.relu()
+        self.fc1.forward_act(&flatten(&h)?, Activation::Relu)
     }
 
     /// Class logits: `x (B, 784)` -> `(B, 10)`.

@@ -14,6 +14,7 @@ use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::models::{Generative, ModelKind, VaeLoss, VariationalModel};
 use crate::nn::{Conv2d, ConvTranspose2d, Init, Linear, Module, flatten, prefixed};
+use crate::ops::Activation;
 use crate::ops::{Conv2dOptions, bce_with_logits, reparameterize_kl};
 use crate::tensor::Tensor;
 
@@ -62,15 +63,18 @@ impl ConvVae {
             .forward(&x.reshape([b, 1, 28, 28])?)?
             .relu()?;
         let h = self.enc_conv2.forward(&h)?.relu()?;
-        let h = self.enc_fc.forward(&flatten(&h)?)?.relu()?;
+        let h = self.enc_fc.forward_act(&flatten(&h)?, Activation::Relu)?;
         Ok((self.fc_mu.forward(&h)?, self.fc_logvar.forward(&h)?))
     }
 
     /// p(x|z): `z (B, latent_dim)` -> logits `(B, 784)`.
     pub fn decode(&self, z: &Tensor) -> Result<Tensor> {
         let b = z.dims()[0];
-        let h = self.dec_fc1.forward(z)?.relu()?;
-        let h = self.dec_fc2.forward(&h)?.relu()?.reshape([b, 64, 7, 7])?;
+        let h = self.dec_fc1.forward_act(z, Activation::Relu)?;
+        let h = self
+            .dec_fc2
+            .forward_act(&h, Activation::Relu)?
+            .reshape([b, 64, 7, 7])?;
         let h = self.dec_deconv1.forward(&h)?.relu()?;
         self.dec_deconv2.forward(&h)?.reshape([b, 784])
     }

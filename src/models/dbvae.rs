@@ -14,6 +14,7 @@ use rand::Rng;
 use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::nn::{Linear, Module, prefixed};
+use crate::ops::Activation;
 use crate::tensor::Tensor;
 
 /// Classifier and VAE sharing an encoder.
@@ -54,7 +55,7 @@ impl DbVae {
 
     /// The encoder: `x (B, 784)` -> class logit and q(z|x).
     pub fn encode(&self, x: &Tensor) -> Result<DbVaeOutput> {
-        let h = self.enc_fc1.forward(x)?.relu()?;
+        let h = self.enc_fc1.forward_act(x, Activation::Relu)?;
         Ok(DbVaeOutput {
             logit: self.fc_class.forward(&h)?,
             mu: self.fc_mu.forward(&h)?,
@@ -64,12 +65,14 @@ impl DbVae {
 
     /// Only the class logits `(B, 1)` (what the plain classifier computes).
     pub fn classify(&self, x: &Tensor) -> Result<Tensor> {
-        self.fc_class.forward(&self.enc_fc1.forward(x)?.relu()?)
+        self.fc_class
+            .forward(&self.enc_fc1.forward_act(x, Activation::Relu)?)
     }
 
     /// The decoder: `z (B, latent_dim)` -> logits `(B, 784)`.
     pub fn decode(&self, z: &Tensor) -> Result<Tensor> {
-        self.dec_fc2.forward(&self.dec_fc1.forward(z)?.relu()?)
+        self.dec_fc2
+            .forward(&self.dec_fc1.forward_act(z, Activation::Relu)?)
     }
 
     /// Hyperparameters for the checkpoint.

@@ -12,6 +12,7 @@ use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::models::{Adversarial, Generative, ModelKind};
 use crate::nn::{BatchNorm1d, Linear, Module, prefixed, prefixed_buffers};
+use crate::ops::Activation;
 use crate::tensor::Tensor;
 
 /// Slope of leaky_relu on negative inputs.
@@ -52,7 +53,7 @@ impl MlpGan {
 
 impl Adversarial for MlpGan {
     fn generator(&self, z: &Tensor) -> Result<Tensor> {
-        let h = self.g_fc1.forward(z)?.leaky_relu(SLOPE)?;
+        let h = self.g_fc1.forward_act(z, Activation::LeakyRelu(SLOPE))?;
         let h = self
             .g_bn2
             .forward(&self.g_fc2.forward(&h)?)?
@@ -65,8 +66,8 @@ impl Adversarial for MlpGan {
     }
 
     fn discriminator(&self, x: &Tensor) -> Result<Tensor> {
-        let h = self.d_fc1.forward(x)?.leaky_relu(SLOPE)?;
-        let h = self.d_fc2.forward(&h)?.leaky_relu(SLOPE)?;
+        let h = self.d_fc1.forward_act(x, Activation::LeakyRelu(SLOPE))?;
+        let h = self.d_fc2.forward_act(&h, Activation::LeakyRelu(SLOPE))?;
         self.d_fc3.forward(&h)
     }
 

@@ -10,6 +10,7 @@ use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::models::{Generative, MlpConfig, ModelKind, VaeLoss, VariationalModel};
 use crate::nn::{Linear, Module, prefixed};
+use crate::ops::Activation;
 use crate::ops::{bce_with_logits, reparameterize, reparameterize_kl};
 use crate::tensor::Tensor;
 
@@ -61,13 +62,14 @@ impl Vae {
 
     /// q(z|x): `x (B, input_dim)` -> `(mu, logvar)`, each `(B, latent_dim)`.
     pub fn encode(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
-        let h = self.enc_fc1.forward(x)?.relu()?;
+        let h = self.enc_fc1.forward_act(x, Activation::Relu)?;
         Ok((self.fc_mu.forward(&h)?, self.fc_logvar.forward(&h)?))
     }
 
     /// p(x|z): `z (B, latent_dim)` -> logits `(B, input_dim)`.
     pub fn decode(&self, z: &Tensor) -> Result<Tensor> {
-        self.dec_fc2.forward(&self.dec_fc1.forward(z)?.relu()?)
+        self.dec_fc2
+            .forward(&self.dec_fc1.forward_act(z, Activation::Relu)?)
     }
 
     /// Encode, sample z with the reparameterization trick (eps from the GPU generator), decode.

@@ -5,6 +5,7 @@ use rand::Rng;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::nn::{Init, Module, init};
+use crate::ops::Activation;
 use crate::tensor::Tensor;
 
 /// `y = x W^T + b`, with PyTorch's layout and initialisation.
@@ -58,6 +59,13 @@ impl Linear {
     ///
     /// Errors: [`Error::Shape`] unless `x` is `(batch_size, in_features)`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward_act(x, Activation::Identity)
+    }
+
+    /// `activation(x W^T + b)` in one fused kernel (see [`Tensor::linear`]).
+    ///
+    /// Errors: [`Error::Shape`] unless `x` is `(batch_size, in_features)`.
+    pub fn forward_act(&self, x: &Tensor, activation: Activation) -> Result<Tensor> {
         if x.dims().len() != 2 || x.dims()[1] != self.in_features() {
             return Err(Error::shape(
                 "linear",
@@ -70,7 +78,7 @@ impl Linear {
                 ),
             ));
         }
-        x.matmul_nt(&self.weight)?.add(&self.bias)
+        x.linear(&self.weight, &self.bias, activation)
     }
 }
 

@@ -73,7 +73,8 @@ fn row_loss(
     let backward = Box::new(move |dloss: &Tensor| -> Result<Vec<Option<Tensor>>> {
         let gpu = dloss.gpu();
         let dx = Tensor::alloc(gpu, op, rows * dim)?;
-        let backward_kernel = backward_kernel.ok_or_else(|| Error::Invalid(format!("{op}: no backward")))?;
+        let backward_kernel =
+            backward_kernel.ok_or_else(|| Error::Invalid(format!("{op}: no backward")))?;
         gpu.dispatch(
             backward_kernel,
             &[],
@@ -106,7 +107,13 @@ pub fn bce_with_logits(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
     if !recording {
         // Nothing will flow back (targets take no gradient): the loss alone, never recorded.
         let _no_grad = crate::autograd::no_grad();
-        return row_loss("bce_with_logits", logits, targets, Kernel::BceWithLogitsForward, None);
+        return row_loss(
+            "bce_with_logits",
+            logits,
+            targets,
+            Kernel::BceWithLogitsForward,
+            None,
+        );
     }
     check_same("bce_with_logits", logits, targets)?;
     let gpu = logits.gpu();
@@ -137,9 +144,18 @@ pub fn bce_with_logits(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
             &params,
             grid_1d((rows * dim) as u64, WORKGROUP_1D),
         );
-        Ok(vec![Some(Tensor::from_storage(gpu, dx, g.shape().clone())), None])
+        Ok(vec![
+            Some(Tensor::from_storage(gpu, dx, g.shape().clone())),
+            None,
+        ])
     });
-    Ok(Tensor::from_op(gpu, loss, [rows].into(), &[logits, targets], backward))
+    Ok(Tensor::from_op(
+        gpu,
+        loss,
+        [rows].into(),
+        &[logits, targets],
+        backward,
+    ))
 }
 
 /// Mean squared error over the features of each sample: `loss[b] = mean_d (x - t)^2`;

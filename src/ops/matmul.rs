@@ -1,4 +1,5 @@
-//! Matrix products and their gradients (kernels in `shaders/matmul.wgsl`).
+//! Matrix products and their gradients (kernels in `shaders/matmul.wgsl`, and on adapters
+//! with 8-lane subgroups the faster `shaders/matmul_texture.wgsl`), and the fused linear layer.
 //!
 //! Backward reuses the same three kernels with the operands swapped:
 //!
@@ -9,10 +10,12 @@
 //! | C = A^T B (`matmul_tn`) | B dC^T  (`matmul_nt`) | A dC    (`matmul`)    |
 
 use crate::error::{Error, Result};
-use crate::gpu::{Kernel, MatmulPath};
+use crate::gpu::{Kernel, MatmulPath, Storage};
+use crate::gpu::{WORKGROUP_1D, grid_1d};
+use crate::ops::elementwise::{Unary, UnaryParams};
 use crate::tensor::Tensor;
 
-/// Params of every entry point of `shaders/matmul.wgsl`.
+/// Params of the entry points of `shaders/matmul.wgsl`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct MatmulParams {
@@ -22,8 +25,12 @@ pub struct MatmulParams {
     pub n: u32,
     /// The contracted dimension.
     pub k: u32,
-    /// Padding to 16 bytes.
-    pub _pad: u32,
+    /// 0 none, 1 + bias, 2 + bias then relu, 3 + bias then leaky_relu (see [`Activation`]).
+    pub epilogue: u32,
+    /// leaky_relu slope.
+    pub slope: f32,
+    /// Padding to 32 bytes.
+    pub _pad: [u32; 3],
 }
 
 /// Params of the entry points of `shaders/matmul_texture.wgsl`.
@@ -38,6 +45,34 @@ pub struct TexMatmulParams {
     pub k: u32,
     /// log2 of the operand textures' width in texels.
     pub shift: u32,
+    /// As in [`MatmulParams`].
+    pub epilogue: u32,
+    /// leaky_relu slope.
+    pub slope: f32,
+    /// Padding to 32 bytes.
+    pub _pad: [u32; 2],
+}
+
+/// The activation a [`Tensor::linear`] applies in the matmul's epilogue.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Activation {
+    /// None: `x W^T + b`.
+    Identity,
+    /// `relu(x W^T + b)`.
+    Relu,
+    /// `leaky_relu(x W^T + b, slope)`.
+    LeakyRelu(f32),
+}
+
+impl Activation {
+    /// The epilogue code and slope of the kernels (with a bias).
+    fn epilogue(self) -> (u32, f32) {
+        match self {
+            Activation::Identity => (1, 0.0),
+            Activation::Relu => (2, 0.0),
+            Activation::LeakyRelu(slope) => (3, slope),
+        }
+    }
 }
 
 /// Which operand is stored transposed.
@@ -51,23 +86,29 @@ enum Layout {
     TN,
 }
 
-/// Output rows and columns covered by one workgroup (see the shader header).
+impl Layout {
+    fn name(self) -> &'static str {
+        match self {
+            Layout::NN => "matmul",
+            Layout::NT => "matmul_nt",
+            Layout::TN => "matmul_tn",
+        }
+    }
+}
+
+/// Output rows and columns covered by one workgroup of the generic kernel (see the shader header).
 const TILE_M: u32 = 32;
 const TILE_N: u32 = 32;
 
-fn matmul_op(a: &Tensor, b: &Tensor, layout: Layout) -> Result<Tensor> {
-    let name = match layout {
-        Layout::NN => "matmul",
-        Layout::NT => "matmul_nt",
-        Layout::TN => "matmul_tn",
-    };
+/// Checks the shapes and returns (M, K, N) of op(A) op(B).
+fn dims(a: &Tensor, b: &Tensor, layout: Layout) -> Result<(usize, usize, usize)> {
+    let name = layout.name();
     let (&[a0, a1], &[b0, b1]) = (a.dims(), b.dims()) else {
         return Err(Error::shape(
             name,
             format!("needs two matrices, got {} and {}", a.shape(), b.shape()),
         ));
     };
-    // (m, k) of op(A) and (k, n) of op(B).
     let (m, ka) = if layout == Layout::TN {
         (a1, a0)
     } else {
@@ -93,28 +134,32 @@ fn matmul_op(a: &Tensor, b: &Tensor, layout: Layout) -> Result<Tensor> {
             ),
         ));
     }
+    Ok((m, ka, n))
+}
+
+/// Records the product (with an optional bias-and-activation epilogue) into new storage,
+/// on the texture path when the adapter and the shapes allow it.
+fn dispatch_matmul(
+    a: &Tensor,
+    b: &Tensor,
+    layout: Layout,
+    (m, k, n): (usize, usize, usize),
+    bias: Option<&Tensor>,
+    (epilogue, slope): (u32, f32),
+) -> Result<Storage> {
     let gpu = a.gpu();
-    let out = Tensor::alloc(gpu, name, m * n)?;
-    let kernel = match layout {
-        Layout::NN => Kernel::MatmulNN,
-        Layout::NT => Kernel::MatmulNT,
-        Layout::TN => Kernel::MatmulTN,
-    };
-    let params = MatmulParams {
-        m: m as u32,
-        n: n as u32,
-        k: ka as u32,
-        _pad: 0,
-    };
+    let out = Tensor::alloc(gpu, layout.name(), m * n)?;
+    // Without a bias the binding is unused; any buffer fills it.
+    let bias_storage = bias.map_or(a.storage(), |t| t.storage());
     // The texture path needs each stored operand's contiguous dimension divisible by 4.
     let aligned = match layout {
-        Layout::NN => ka % 4 == 0 && n % 4 == 0,
-        Layout::NT => ka % 4 == 0,
+        Layout::NN => k % 4 == 0 && n % 4 == 0,
+        Layout::NT => k % 4 == 0,
         Layout::TN => m % 4 == 0 && n % 4 == 0,
     };
     let shift = gpu
         .flat_shift(a.numel().max(b.numel()))
-        .filter(|_| gpu.matmul_path() == MatmulPath::Texture && aligned && m * n * ka > 0);
+        .filter(|_| gpu.matmul_path() == MatmulPath::Texture && aligned && m * n * k > 0);
     if let Some(shift) = shift {
         let (kernel, rows) = match layout {
             Layout::NN => (Kernel::MatmulTextureNN, 5),
@@ -126,21 +171,50 @@ fn matmul_op(a: &Tensor, b: &Tensor, layout: Layout) -> Result<Tensor> {
         let params = TexMatmulParams {
             m: m as u32,
             n: n as u32,
-            k: ka as u32,
+            k: k as u32,
             shift,
+            epilogue,
+            slope,
+            _pad: [0; 2],
         };
         let groups = [(m as u32).div_ceil(rows), (n as u32).div_ceil(32), 1];
-        gpu.dispatch_textures(kernel, &[], &[&ta, &tb], &[&out], &params, groups);
+        gpu.dispatch_textures(
+            kernel,
+            &[],
+            &[&ta, &tb],
+            &[bias_storage, &out],
+            &params,
+            groups,
+        );
     } else {
+        let kernel = match layout {
+            Layout::NN => Kernel::MatmulNN,
+            Layout::NT => Kernel::MatmulNT,
+            Layout::TN => Kernel::MatmulTN,
+        };
+        let params = MatmulParams {
+            m: m as u32,
+            n: n as u32,
+            k: k as u32,
+            epilogue,
+            slope,
+            _pad: [0; 3],
+        };
         let groups = [(n as u32).div_ceil(TILE_N), (m as u32).div_ceil(TILE_M), 1];
         gpu.dispatch(
             kernel,
             &[],
-            &[a.storage(), b.storage(), &out],
+            &[a.storage(), b.storage(), bias_storage, &out],
             &params,
             groups,
         );
     }
+    Ok(out)
+}
+
+fn matmul_op(a: &Tensor, b: &Tensor, layout: Layout) -> Result<Tensor> {
+    let (m, k, n) = dims(a, b, layout)?;
+    let out = dispatch_matmul(a, b, layout, (m, k, n), None, (0, 0.0))?;
     let (sa, sb) = (a.clone(), b.clone());
     let backward = Box::new(move |dc: &Tensor| -> Result<Vec<Option<Tensor>>> {
         let da = if sa.requires_grad() {
@@ -163,7 +237,13 @@ fn matmul_op(a: &Tensor, b: &Tensor, layout: Layout) -> Result<Tensor> {
         };
         Ok(vec![da, db])
     });
-    Ok(Tensor::from_op(gpu, out, [m, n].into(), &[a, b], backward))
+    Ok(Tensor::from_op(
+        a.gpu(),
+        out,
+        [m, n].into(),
+        &[a, b],
+        backward,
+    ))
 }
 
 impl Tensor {
@@ -189,4 +269,88 @@ impl Tensor {
     pub fn matmul_tn(&self, b: &Tensor) -> Result<Tensor> {
         matmul_op(self, b, Layout::TN)
     }
+
+    /// A linear layer in one kernel: `activation(self W^T + bias)` with `self (B, in)`,
+    /// `weight (out, in)` (PyTorch's layout), `bias (out,)` -> `(B, out)`; the bias and the
+    /// activation are applied as the product is stored, saving two passes over the output.
+    ///
+    /// Backward: `dy' = dy * activation'` (computed from the output: relu and leaky_relu keep
+    /// the sign of their input), `db = sum over rows of dy'`, `dW = dy'^T x`, `dx = dy' W`.
+    ///
+    /// Errors: [`Error::Shape`] unless `self` is `(B, in)`, `weight` `(out, in)`, `bias` `(out,)`.
+    pub fn linear(&self, weight: &Tensor, bias: &Tensor, activation: Activation) -> Result<Tensor> {
+        let (m, k, n) = dims(self, weight, Layout::NT)?;
+        if bias.dims() != [n] {
+            return Err(Error::shape(
+                "linear",
+                format!(
+                    "bias {} must be ({n},) for weight {}",
+                    bias.shape(),
+                    weight.shape()
+                ),
+            ));
+        }
+        let out = dispatch_matmul(
+            self,
+            weight,
+            Layout::NT,
+            (m, k, n),
+            Some(bias),
+            activation.epilogue(),
+        )?;
+        let (sx, sw) = (self.clone(), weight.clone());
+        let (x_wants, w_wants, b_wants) = (
+            self.requires_grad(),
+            weight.requires_grad(),
+            bias.requires_grad(),
+        );
+        Ok(Tensor::from_op_with(
+            self.gpu(),
+            out,
+            [m, n].into(),
+            &[self, weight, bias],
+            |y| {
+                let y = y.clone();
+                Box::new(move |dy: &Tensor| -> Result<Vec<Option<Tensor>>> {
+                    let dy = match activation {
+                        Activation::Identity => dy.clone(),
+                        Activation::Relu => activation_backward(&y, dy, Unary::Relu, 0.0)?,
+                        Activation::LeakyRelu(slope) => {
+                            activation_backward(&y, dy, Unary::LeakyRelu, slope)?
+                        }
+                    };
+                    let dx = if x_wants { Some(dy.matmul(&sw)?) } else { None };
+                    let dw = if w_wants {
+                        Some(dy.matmul_tn(&sx)?)
+                    } else {
+                        None
+                    };
+                    let db = if b_wants { Some(dy.sum_axis(0)?) } else { None };
+                    Ok(vec![dx, dw, db])
+                })
+            },
+        ))
+    }
+}
+
+/// `dy * f'(y)` for relu and leaky_relu, read off the output `y` (same sign as the input).
+fn activation_backward(y: &Tensor, dy: &Tensor, op: Unary, slope: f32) -> Result<Tensor> {
+    let gpu = y.gpu();
+    let n = y.numel();
+    let dx = Tensor::alloc(gpu, "linear_backward", n)?;
+    let params = UnaryParams {
+        n: n as u32,
+        op: op as u32,
+        alpha: slope,
+        beta: 0.0,
+    };
+    // unary_backward reads x only through its sign for relu and leaky_relu: pass y.
+    gpu.dispatch(
+        Kernel::UnaryBackward,
+        &[],
+        &[y.storage(), y.storage(), dy.storage(), &dx],
+        &params,
+        grid_1d((n as u64).div_ceil(4), WORKGROUP_1D),
+    );
+    Ok(Tensor::from_storage(gpu, dx, y.shape().clone()))
 }

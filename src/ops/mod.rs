@@ -4,7 +4,7 @@
 //!
 //! | file | ops | shader |
 //! | --- | --- | --- |
-//! | `matmul.rs` | `matmul`, `matmul_nt`, `matmul_tn` | `shaders/matmul.wgsl` |
+//! | `matmul.rs` | `matmul`, `matmul_nt`, `matmul_tn`, `linear` (bias + activation fused) | `shaders/matmul.wgsl`, `shaders/matmul_texture.wgsl` |
 //! | `elementwise.rs` | `add`, `sub`, `mul`, `div` (with row/scalar broadcast), `relu`, `leaky_relu`, `sigmoid`, `tanh`, `exp`, `scale`, `affine`, `repeat_rows` | `shaders/elementwise.wgsl` |
 //! | `reduce.rs` | `sum`, `mean`, `sum_axis`, `mean_axis` | `shaders/reduce.wgsl` |
 //! | `vae.rs` | `reparameterize`, `kl_divergence`, and both fused: `reparameterize_kl` | `shaders/vae.wgsl` |
@@ -28,7 +28,7 @@ pub mod vae;
 pub use conv::{Conv2dOptions, ConvParams, LayoutParams, conv_transpose2d, conv2d};
 pub use elementwise::{BinaryParams, RepeatParams, UnaryParams};
 pub use loss::{RowParams, bce_with_logits, mse_loss, softmax_cross_entropy};
-pub use matmul::{MatmulParams, TexMatmulParams};
+pub use matmul::{Activation, MatmulParams, TexMatmulParams};
 pub use norm::{NormParams, batch_norm};
 pub use random::{DropoutParams, RandnParams};
 pub use reduce::{ReduceParams, RowsParams};

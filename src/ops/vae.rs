@@ -149,13 +149,20 @@ pub fn kl_divergence(mu: &Tensor, logvar: &Tensor) -> Result<Tensor> {
 pub fn reparameterize_kl(mu: &Tensor, logvar: &Tensor, eps: &Tensor) -> Result<(Tensor, Tensor)> {
     check_pair("reparameterize_kl", mu, logvar)?;
     if eps.shape() != mu.shape() {
-        return Err(Error::shape("reparameterize_kl", format!("eps {} must match mu {}", eps.shape(), mu.shape())));
+        return Err(Error::shape(
+            "reparameterize_kl",
+            format!("eps {} must match mu {}", eps.shape(), mu.shape()),
+        ));
     }
     let gpu = mu.gpu();
     let (rows, dim) = (mu.dims()[0], mu.dims()[1]);
     let z = Tensor::alloc(gpu, "reparameterize_kl", rows * dim)?;
     let kl = Tensor::alloc(gpu, "reparameterize_kl", rows)?;
-    let params = crate::ops::loss::RowParams { rows: rows as u32, dim: dim as u32, _pad: [0; 2] };
+    let params = crate::ops::loss::RowParams {
+        rows: rows as u32,
+        dim: dim as u32,
+        _pad: [0; 2],
+    };
     gpu.dispatch(
         Kernel::VaeSampleForward,
         &[],
@@ -165,39 +172,50 @@ pub fn reparameterize_kl(mu: &Tensor, logvar: &Tensor, eps: &Tensor) -> Result<(
     );
     let z = Tensor::from_storage(gpu, z, mu.shape().clone());
     let kl = Tensor::from_storage(gpu, kl, [rows].into());
-    let requires_grad = crate::autograd::is_grad_enabled() && (mu.requires_grad() || logvar.requires_grad());
+    let requires_grad =
+        crate::autograd::is_grad_enabled() && (mu.requires_grad() || logvar.requires_grad());
     if !requires_grad {
         return Ok((z, kl));
     }
     let (z, kl) = (z.as_recorded(), kl.as_recorded());
     let (smu, slv, seps) = (mu.clone(), logvar.clone(), eps.detach());
-    let backward = Box::new(move |grads: &[Option<Tensor>]| -> Result<Vec<Option<Tensor>>> {
-        let gpu = smu.gpu();
-        let n = rows * dim;
-        // A missing gradient is zero.
-        let dz = match &grads[0] {
-            Some(g) => g.clone(),
-            None => Tensor::zeros(gpu, [rows, dim])?,
-        };
-        let dkl = match &grads[1] {
-            Some(g) => g.clone(),
-            None => Tensor::zeros(gpu, [rows])?,
-        };
-        let dmu = Tensor::alloc(gpu, "reparameterize_kl_backward", n)?;
-        let dlogvar = Tensor::alloc(gpu, "reparameterize_kl_backward", n)?;
-        gpu.dispatch(
-            Kernel::VaeSampleBackward,
-            &[],
-            &[smu.storage(), slv.storage(), seps.storage(), dz.storage(), dkl.storage(), &dmu, &dlogvar],
-            &params,
-            grid_1d(n as u64, WORKGROUP_1D),
-        );
-        Ok(vec![
-            Some(Tensor::from_storage(gpu, dmu, smu.shape().clone())),
-            Some(Tensor::from_storage(gpu, dlogvar, smu.shape().clone())),
-            None,
-        ])
-    });
+    let backward = Box::new(
+        move |grads: &[Option<Tensor>]| -> Result<Vec<Option<Tensor>>> {
+            let gpu = smu.gpu();
+            let n = rows * dim;
+            // A missing gradient is zero.
+            let dz = match &grads[0] {
+                Some(g) => g.clone(),
+                None => Tensor::zeros(gpu, [rows, dim])?,
+            };
+            let dkl = match &grads[1] {
+                Some(g) => g.clone(),
+                None => Tensor::zeros(gpu, [rows])?,
+            };
+            let dmu = Tensor::alloc(gpu, "reparameterize_kl_backward", n)?;
+            let dlogvar = Tensor::alloc(gpu, "reparameterize_kl_backward", n)?;
+            gpu.dispatch(
+                Kernel::VaeSampleBackward,
+                &[],
+                &[
+                    smu.storage(),
+                    slv.storage(),
+                    seps.storage(),
+                    dz.storage(),
+                    dkl.storage(),
+                    &dmu,
+                    &dlogvar,
+                ],
+                &params,
+                grid_1d(n as u64, WORKGROUP_1D),
+            );
+            Ok(vec![
+                Some(Tensor::from_storage(gpu, dmu, smu.shape().clone())),
+                Some(Tensor::from_storage(gpu, dlogvar, smu.shape().clone())),
+                None,
+            ])
+        },
+    );
     crate::autograd::record_multi(&[&z, &kl], &[mu, logvar, eps], backward);
     Ok((z, kl))
 }

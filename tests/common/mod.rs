@@ -177,7 +177,7 @@ pub fn constant(data: Vec<f32>, shape: &[usize]) -> Input {
 /// 1. against central finite differences of the f64 reference `reference` (h = 1e-6),
 ///    element by element, relative tolerance `rtol`;
 /// 2. against a central difference of the GPU forward itself along a random direction
-///    (h = 1e-2), so the kernels' forward and backward agree with each other.
+///    (h = 1e-2 or 1e-3, whichever is closer), so the kernels' forward and backward agree.
 pub fn gradcheck(
     name: &str,
     inputs: &[Input],
@@ -240,36 +240,39 @@ pub fn gradcheck(
             rtol * scale,
         );
 
-        // GPU directional derivative.
+        // GPU directional derivative. Central differences trade rounding (small h, f32 sums)
+        // against truncation and kinks (large h, relu): accept the better of two steps.
         let v = rand_vec(inp.data.len(), 7 + k as u64, -1.0, 1.0);
-        let hd = 1e-2f32;
-        let eval = |sign: f32| -> f64 {
-            let _ng = deepgen::no_grad();
-            let shifted: Vec<Tensor> = inputs
-                .iter()
-                .enumerate()
-                .map(|(kk, i)| {
-                    let data: Vec<f32> = if kk == k {
-                        i.data
-                            .iter()
-                            .zip(&v)
-                            .map(|(x, d)| x + sign * hd * d)
-                            .collect()
-                    } else {
-                        i.data.clone()
-                    };
-                    Tensor::from_slice(&gpu, &data, i.shape.clone()).unwrap()
-                })
-                .collect();
-            let o = op(&shifted).unwrap().to_vec().unwrap();
-            o.iter().zip(&w).map(|(a, b)| *a as f64 * *b as f64).sum()
+        let directional = |hd: f32| -> f64 {
+            let eval = |sign: f32| -> f64 {
+                let _ng = deepgen::no_grad();
+                let shifted: Vec<Tensor> = inputs
+                    .iter()
+                    .enumerate()
+                    .map(|(kk, i)| {
+                        let data: Vec<f32> = if kk == k {
+                            i.data
+                                .iter()
+                                .zip(&v)
+                                .map(|(x, d)| x + sign * hd * d)
+                                .collect()
+                        } else {
+                            i.data.clone()
+                        };
+                        Tensor::from_slice(&gpu, &data, i.shape.clone()).unwrap()
+                    })
+                    .collect();
+                let o = op(&shifted).unwrap().to_vec().unwrap();
+                o.iter().zip(&w).map(|(a, b)| *a as f64 * *b as f64).sum()
+            };
+            (eval(1.0) - eval(-1.0)) / (2.0 * hd as f64)
         };
-        let fd = (eval(1.0) - eval(-1.0)) / (2.0 * hd as f64);
         let analytic: f64 = g.iter().zip(&v).map(|(a, b)| *a as f64 * *b as f64).sum();
-        let tol = 2e-2 * analytic.abs().max(fd.abs()).max(1e-2);
+        let error = |fd: f64| (fd - analytic).abs() / analytic.abs().max(fd.abs()).max(1e-2);
+        let (fd_coarse, fd_fine) = (directional(1e-2), directional(1e-3));
         assert!(
-            (fd - analytic).abs() <= tol,
-            "{name}: input {k}: GPU directional derivative {fd} vs backward {analytic}"
+            error(fd_coarse).min(error(fd_fine)) <= 2e-2,
+            "{name}: input {k}: GPU directional derivative {fd_coarse} (h 1e-2) / {fd_fine} (h 1e-3) vs backward {analytic}"
         );
     }
 }
