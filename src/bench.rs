@@ -1,8 +1,14 @@
 //! Kernel timing shared by `cargo bench` (benches/kernels.rs) and `deepgen bench`.
 //!
-//! A measurement records `reps` dispatches of one op into one submit, waits for
-//! the GPU, and divides: host timing around a blocking submit, after a warm-up
-//! run that compiles the pipeline. The median of several such runs is reported.
+//! [`run_suite`] is the benchmark suite: it measures the adapter's two ceilings (copy bandwidth
+//! and FMA rate, with GPU timestamp queries), then checks and times every kernel family at the
+//! models' shapes and reports each kernel's fraction of the ceiling that binds it (roofline).
+//! Matmuls are set beside a CPU reference (`matrixmultiply::sgemm`, one thread).
+//!
+//! [`time_op`] and [`bench_matmul`] are the older, simpler helpers (used by `examples/`): a
+//! measurement records `reps` dispatches of one op into one submit, waits for the GPU, and
+//! divides: host timing around recording plus a blocking submit, after a warm-up run that
+//! compiles the pipeline. The median of several such runs is reported.
 
 use std::time::Instant;
 
@@ -138,7 +144,8 @@ pub const TIMING_HOST: &str = "host";
 const MAX_BATCH_DISPATCHES: u64 = 1500;
 /// Largest relative error accepted by the checks: max |got - want| / max |want|.
 const TOLERANCE: f64 = 1e-4;
-/// Bytes of the buffers copied to measure the bandwidth ceiling.
+/// Bytes copied by `copy_buffer_to_buffer` to measure the bandwidth ceiling (the shader copy
+/// moves at most the adapter's largest storage binding).
 const COPY_BYTES: u64 = 256 << 20;
 /// GPU memory the graphs of one timed backward batch may hold (they are alive together).
 const BACKWARD_BATCH_BYTES: f64 = 256.0 * 1048576.0;
@@ -162,10 +169,13 @@ pub struct Ceilings {
     pub fma_gflops: f64,
     /// `copy_buffer_to_buffer` of `copy_bytes` bytes, GB/s read + written.
     pub copy_gbps: f64,
-    /// The same copy done by a compute shader (vec4 loads and stores), GB/s read + written.
+    /// A copy of `shader_copy_bytes` bytes by a compute shader (vec4 loads and stores), GB/s
+    /// read + written.
     pub shader_copy_gbps: f64,
-    /// Bytes per copy.
+    /// Bytes per `copy_buffer_to_buffer`.
     pub copy_bytes: u64,
+    /// Bytes per shader copy (at most the adapter's largest storage binding).
+    pub shader_copy_bytes: u64,
     /// How the ceilings were timed: `gpu-timestamp` or `host`.
     pub timing: String,
 }
@@ -235,17 +245,18 @@ impl SuiteReport {
         let c = &self.ceilings;
         let mut s = format!(
             "adapter: {} ({}); matmul path: {}{}\n\
-             ceilings ({}): bandwidth {:.1} GB/s (copy_buffer_to_buffer {:.1}, shader copy {:.1}; \
-             {} MiB, read + written), FMA {:.1} GFLOP/s\n\n",
+             ceilings ({}): bandwidth {:.1} GB/s (read + written; copy_buffer_to_buffer of \
+             {} MiB {:.1}, shader copy of {} MiB {:.1}), FMA {:.1} GFLOP/s\n\n",
             self.adapter,
             self.backend,
             self.matmul_path,
             if self.quick { "; --quick" } else { "" },
             c.timing,
             c.bandwidth_gbps,
-            c.copy_gbps,
-            c.shader_copy_gbps,
             c.copy_bytes >> 20,
+            c.copy_gbps,
+            c.shader_copy_bytes >> 20,
+            c.shader_copy_gbps,
             c.fma_gflops,
         );
         let header = format!(
@@ -322,8 +333,9 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// host-side recording of the ops but includes wgpu's encoding and validation at submit, the
 /// submit itself and the wait. Batches are sized to about `plan.target_s` and to at most
 /// `max_live` states (memory) and [`MAX_BATCH_DISPATCHES`] dispatches; a batch that the engine
-/// submitted early (its uniform arena filled) is retried at half the size. One warm-up call
-/// compiles the pipelines and fills the buffer pool and bind-group cache first.
+/// submitted early (its uniform arena filled) is retried at half the size, and a single call
+/// that submits on its own is timed with its recording. One warm-up call compiles the pipelines
+/// and fills the buffer pool and bind-group cache first.
 fn host_time<S>(
     gpu: &Gpu,
     plan: Plan,
@@ -364,21 +376,17 @@ fn host_time<S>(
         for state in states {
             run(state)?;
         }
-        if !self_submitting {
-            if gpu.stats().submits != submits && reps > 1 {
-                // Part of the batch ran during recording: retry smaller.
-                gpu.synchronize()?;
-                reps /= 2;
-                continue;
-            }
-            // Time the submit and the wait only.
-            let start = Instant::now();
+        let flushed = gpu.stats().submits != submits;
+        if flushed && !self_submitting && reps > 1 {
+            // Part of the batch ran during recording: retry smaller.
             gpu.synchronize()?;
-            times.push(start.elapsed().as_secs_f64() / reps as f64);
-        } else {
-            gpu.synchronize()?;
-            times.push(start.elapsed().as_secs_f64() / reps as f64);
+            reps /= 2;
+            continue;
         }
+        // The submit and the wait only, unless work was submitted during recording.
+        let clock = if flushed { start } else { Instant::now() };
+        gpu.synchronize()?;
+        times.push(clock.elapsed().as_secs_f64() / reps as f64);
     }
     Ok(median(times))
 }
@@ -607,10 +615,6 @@ impl<'a> Stopwatch<'a> {
         if ticks[0] == 0 || ticks[1] <= ticks[0] || period_ns <= 0.0 {
             return Ok((host, TIMING_HOST));
         }
-        eprintln!(
-            "DEBUG host {host:.6} gpu {:.6} period {period_ns}",
-            (ticks[1] - ticks[0]) as f64 * period_ns * 1e-9
-        );
         Ok(((ticks[1] - ticks[0]) as f64 * period_ns * 1e-9, TIMING_GPU))
     }
 }
@@ -708,11 +712,15 @@ fn measure_ceilings(gpu: &Gpu, plan: Plan) -> Result<(Ceilings, Vec<Probe>)> {
     let device = gpu.device();
     let watch = Stopwatch::new(gpu);
     let limits = device.limits();
-    let bytes = COPY_BYTES
-        .min(limits.max_buffer_size)
-        .min(limits.max_storage_buffer_binding_size)
-        / 256
-        * 256;
+    let bytes = COPY_BYTES.min(limits.max_buffer_size) / 256 * 256;
+    let shader_bytes = bytes.min(limits.max_storage_buffer_binding_size) / 256 * 256;
+    let binding = |buffer| {
+        wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+            buffer,
+            offset: 0,
+            size: std::num::NonZeroU64::new(shader_bytes),
+        })
+    };
     let buffer = |label| {
         device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
@@ -761,11 +769,11 @@ fn measure_ceilings(gpu: &Gpu, plan: Plan) -> Result<(Ceilings, Vec<Probe>)> {
         entries: &[
             wgpu::BindGroupEntry {
                 binding: 0,
-                resource: src.as_entire_binding(),
+                resource: binding(&src),
             },
             wgpu::BindGroupEntry {
                 binding: 1,
-                resource: dst.as_entire_binding(),
+                resource: binding(&dst),
             },
         ],
     });
@@ -831,8 +839,12 @@ fn measure_ceilings(gpu: &Gpu, plan: Plan) -> Result<(Ceilings, Vec<Probe>)> {
         flops: 0.0,
         bytes: 2.0 * bytes as f64,
     };
+    let shader_work = Work {
+        flops: 0.0,
+        bytes: 2.0 * shader_bytes as f64,
+    };
     let copy_gbps = copy_work.bytes / copy_s / 1e9;
-    let shader_copy_gbps = copy_work.bytes / shader_s / 1e9;
+    let shader_copy_gbps = shader_work.bytes / shader_s / 1e9;
     let fma_gflops = fma_flops / fma_s / 1e9;
     let timing = if [copy_timing, shader_timing, fma_timing].contains(&TIMING_HOST) {
         TIMING_HOST
@@ -845,27 +857,27 @@ fn measure_ceilings(gpu: &Gpu, plan: Plan) -> Result<(Ceilings, Vec<Probe>)> {
         copy_gbps,
         shader_copy_gbps,
         copy_bytes: bytes,
+        shader_copy_bytes: shader_bytes,
         timing: timing.into(),
     };
-    let mib = format!("{} MiB", bytes >> 20);
     let probes = vec![
         Probe {
             kernel: "copy_buffer_to_buffer",
-            shape: mib.clone(),
+            shape: format!("{} MiB", bytes >> 20),
             seconds: copy_s,
             work: copy_work,
             timing: copy_timing,
         },
         Probe {
             kernel: "copy (shader probe)",
-            shape: mib,
+            shape: format!("{} MiB", shader_bytes >> 20),
             seconds: shader_s,
-            work: copy_work,
+            work: shader_work,
             timing: shader_timing,
         },
         Probe {
             kernel: "fma (shader probe)",
-            shape: format!("{invocations} lanes"),
+            shape: format!("{invocations} invocations"),
             seconds: fma_s,
             work: Work {
                 flops: fma_flops,
@@ -1213,14 +1225,19 @@ impl Suite<'_> {
         )
     }
 
-    /// Times the backward of `forward()` (a tensor shaped `out_dims`): the backward of
-    /// `forward().sum()` minus that of a leaf's sum, so only the op's own backward kernels count.
-    fn backward_seconds(
-        &self,
+    /// Times the backward of `forward()` (a tensor shaped `out_dims`) and adds its row: the
+    /// backward of `forward().sum()` minus that of a leaf's sum, so only the op's own backward
+    /// kernels count. Should noise leave no positive difference, the row reports the backward
+    /// with the loss-gradient broadcast and says so in its shape.
+    fn backward_row(
+        &mut self,
+        kernel: &str,
+        shape: &str,
         out_dims: &[usize],
         max_live: usize,
+        work: Work,
         mut forward: impl FnMut() -> Result<Tensor>,
-    ) -> Result<f64> {
+    ) -> Result<()> {
         let total = host_time(
             self.gpu,
             self.plan,
@@ -1232,7 +1249,13 @@ impl Suite<'_> {
             },
         )?;
         let base = self.sum_backward_seconds(out_dims, max_live)?;
-        Ok(total - base)
+        if total - base > 0.0 {
+            self.push(kernel, shape, total - base, work, TIMING_HOST, None);
+        } else {
+            let shape = format!("{shape} (with sum backward)");
+            self.push(kernel, &shape, total, work, TIMING_HOST, None);
+        }
+        Ok(())
     }
 
     // --- matmul ----------------------------------------------------------------------------
@@ -1480,16 +1503,14 @@ impl Suite<'_> {
             }
             drop(grads);
             let max_live = ((BACKWARD_BATCH_BYTES / case.graph_bytes()) as usize).max(1);
-            let seconds =
-                self.backward_seconds(&y_dims, max_live, || forward(&xg, &wg, bg.as_ref()))?;
-            self.push(
+            self.backward_row(
                 &backward_kernel,
                 &shape,
-                seconds,
+                &y_dims,
+                max_live,
                 case.work(true),
-                TIMING_HOST,
-                None,
-            );
+                || forward(&xg, &wg, bg.as_ref()),
+            )?;
         }
         Ok(())
     }
@@ -1663,17 +1684,16 @@ impl Suite<'_> {
                 &want,
             )?;
             drop(grads);
-            let seconds = self.backward_seconds(&[b], usize::MAX, || bce_with_logits(&xg, &t))?;
             // sigmoid (4), subtract, multiply; reads x, t, dloss, writes dx.
             let work = Work::per_element(b * d, 6.0, 3 * b * d + b);
-            self.push(
+            self.backward_row(
                 "bce_with_logits_backward",
                 &bce_shape,
-                seconds,
+                &[b],
+                usize::MAX,
                 work,
-                TIMING_HOST,
-                None,
-            );
+                || bce_with_logits(&xg, &t),
+            )?;
         }
         // The closed-form KL term and the reparameterization trick.
         let latent_shape = dims_string(&[b, z]);
@@ -1748,17 +1768,16 @@ impl Suite<'_> {
                 &want_lv,
             )?;
             drop(grads);
-            let seconds = self.backward_seconds(&[b], usize::MAX, || kl_divergence(&mug, &lvg))?;
             // dmu = dkl mu, dlogvar = dkl (exp(logvar) - 1) / 2; reads mu, logvar, dkl.
             let work = Work::per_element(b * z, 5.0, 4 * b * z + b);
-            self.push(
+            self.backward_row(
                 "kl_divergence_backward",
                 &latent_shape,
-                seconds,
+                &[b],
+                usize::MAX,
                 work,
-                TIMING_HOST,
-                None,
-            );
+                || kl_divergence(&mug, &lvg),
+            )?;
         }
         if self.wants("reparameterize", &latent_shape) {
             let got = {
@@ -1808,18 +1827,16 @@ impl Suite<'_> {
                 &want,
             )?;
             drop(grads);
-            let seconds =
-                self.backward_seconds(&[b, z], usize::MAX, || reparameterize(&mug, &lvg, &eps))?;
             // dlogvar = dz eps exp(logvar / 2) / 2: reads logvar, eps, dz, writes dlogvar.
             let work = Work::per_element(b * z, 5.0, 4 * b * z);
-            self.push(
+            self.backward_row(
                 "reparameterize_backward",
                 &latent_shape,
-                seconds,
+                &[b, z],
+                usize::MAX,
                 work,
-                TIMING_HOST,
-                None,
-            );
+                || reparameterize(&mug, &lvg, &eps),
+            )?;
         }
         Ok(())
     }
