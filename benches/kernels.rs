@@ -1,56 +1,43 @@
-//! `cargo bench`: GFLOP/s of the matmul kernels at 1024^3 and at the MLP VAE's own shapes.
+//! `cargo bench`: the benchmark suite of `deepgen bench` ([`deepgen::bench::run_suite`]).
 //!
-//! Shapes are M x K x N: C (M x N) = op(A) op(B) with K contracted. The VAE's layers
-//! (batch 128): encoder 784 -> 400 and decoder 400 -> 784 run `matmul_nt` forward;
-//! their input gradients run `matmul` and their weight gradients `matmul_tn`.
+//! Every kernel family at the models' shapes, each checked once against a host reference and
+//! then timed, with its GFLOP/s, GB/s and fraction of the adapter's measured ceilings; matmuls
+//! beside a CPU reference (`matrixmultiply::sgemm`, one thread).
+//!
+//! `cargo bench -- <filter>` runs only the rows whose kernel name or shape contains the filter
+//! (e.g. `matmul_nt`, `128x784`, `conv2d`); `cargo bench -- --quick` runs the smaller suite;
+//! `--json PATH` also writes the report as JSON (the format of `deepgen bench --json`).
+//!
+//! The matmul rows include 1024^3 and the MLP VAE's own shapes. Shapes are M x K x N:
+//! C (M x N) = op(A) op(B) with K contracted. The VAE's layers (batch 128): encoder
+//! 784 -> 400 and decoder 400 -> 784 run `matmul_nt` forward; their input gradients run
+//! `matmul` and their weight gradients `matmul_tn`.
 
-use deepgen::Gpu;
-use deepgen::bench::{MatmulVariant, bench_matmul};
+use deepgen::bench::{SuiteOptions, run_suite};
+use deepgen::{Error, Gpu};
 
 fn main() -> deepgen::Result<()> {
-    // `cargo bench -- <filter>` runs only the rows whose name contains the filter.
-    let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
-    let gpu = Gpu::new()?;
-    println!(
-        "adapter: {} ({})",
-        gpu.summary().name,
-        gpu.summary().backend
-    );
-    println!(
-        "{:<10} {:>16} {:>12} {:>10}",
-        "kernel", "M x K x N", "median ms", "GFLOP/s"
-    );
-    use MatmulVariant::*;
-    let cases = [
-        (NN, 1024, 1024, 1024),
-        (NT, 1024, 1024, 1024),
-        (TN, 1024, 1024, 1024),
-        // Forward of the encoder's first layer and of the decoder's last layer.
-        (NT, 128, 784, 400),
-        (NT, 128, 400, 784),
-        // Input gradient of the decoder's last layer: dh = dy W.
-        (NN, 128, 784, 400),
-        (NN, 128, 400, 784),
-        // Weight gradients: dW = dy^T x.
-        (TN, 400, 128, 784),
-        (TN, 784, 128, 400),
-        // The latent layers.
-        (NT, 128, 400, 20),
-        (NT, 128, 20, 400),
-    ];
-    for (variant, m, k, n) in cases {
-        let name = format!("{} {m}x{k}x{n}", variant.name());
-        if filter.as_deref().is_some_and(|f| !name.contains(f)) {
-            continue;
+    let mut opts = SuiteOptions::default();
+    let mut json: Option<String> = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--quick" => opts.quick = true,
+            "--json" => json = args.next(),
+            // `--bench`, which cargo passes, and any other harness flag.
+            flag if flag.starts_with('-') => {}
+            _ if opts.filter.is_none() => opts.filter = Some(arg),
+            _ => {}
         }
-        let r = bench_matmul(&gpu, variant, m, k, n, 4e9)?;
-        println!(
-            "{:<10} {:>16} {:>12.3} {:>10.2}",
-            r.kernel,
-            r.shape,
-            r.median_seconds * 1e3,
-            r.gflops()
-        );
+    }
+    let gpu = Gpu::new()?;
+    let report = run_suite(&gpu, &opts)?;
+    print!("{}", report.table());
+    if let Some(path) = json {
+        let text = serde_json::to_string_pretty(&report)
+            .map_err(|e| Error::Invalid(format!("serializing the report: {e}")))?;
+        std::fs::write(&path, text).map_err(|e| Error::io(&path, e))?;
+        println!("wrote {path}");
     }
     Ok(())
 }
