@@ -26,8 +26,7 @@ use crate::ops::{bce_with_logits, kl_divergence, reparameterize};
 use crate::optim::Adam;
 use crate::tensor::Tensor;
 use crate::train::{
-    EVAL_BATCH, TrainConfig, append_jsonl, check_finite, epoch_bar, prepare_out_dir,
-    save_checkpoint,
+    EVAL_BATCH, TrainConfig, append_jsonl, end_step, epoch_bar, prepare_out_dir, save_checkpoint,
 };
 use crate::viz;
 
@@ -275,14 +274,7 @@ pub fn train_dbvae(gpu: &Gpu, cfg: &DebiasConfig) -> Result<(DbVae, Vec<DebiasMe
                 let _no_grad = no_grad();
                 loss_sum = loss_sum.add(&per_sample.sum()?)?;
             }
-            if (step + 1) % tc.log_every == 0 || step + 1 == steps {
-                let value = loss.item()?;
-                check_finite(value, epoch, step + 1, &tc.checkpoint_path())?;
-                bar.set_message(format!("loss {value:.4}"));
-            } else {
-                gpu.flush();
-            }
-            bar.inc(1);
+            end_step(gpu, tc, &bar, &[("loss", &loss)], epoch, step, steps)?;
         }
         let train_loss = loss_sum.item()? as f64 / order.len() as f64;
         let seconds = start.elapsed().as_secs_f64();

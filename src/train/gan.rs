@@ -23,7 +23,7 @@ use crate::ops::bce_with_logits;
 use crate::optim::Adam;
 use crate::tensor::Tensor;
 use crate::train::{
-    TrainConfig, append_jsonl, check_finite, decode_to_host, epoch_bar, prepare_out_dir,
+    TrainConfig, append_jsonl, check_finite, decode_to_host, end_step, epoch_bar, prepare_out_dir,
     save_checkpoint,
 };
 use crate::viz;
@@ -141,15 +141,15 @@ pub fn train_adversarial(
                     *s = s.add(t)?;
                 }
             }
-            if (step + 1) % cfg.log_every == 0 || step + 1 == steps {
-                let (d, g) = (d_loss.item()?, g_loss.item()?);
-                check_finite(d, epoch, step + 1, &cfg.checkpoint_path())?;
-                check_finite(g, epoch, step + 1, &cfg.checkpoint_path())?;
-                bar.set_message(format!("d_loss {d:.3} g_loss {g:.3}"));
-            } else {
-                gpu.flush();
-            }
-            bar.inc(1);
+            end_step(
+                gpu,
+                cfg,
+                &bar,
+                &[("d_loss", &d_loss), ("g_loss", &g_loss)],
+                epoch,
+                step,
+                steps,
+            )?;
         }
         let n = data.train.len() as f64;
         let [d_loss, g_loss, d_real, d_fake] = sums.map(|s| s.item().map(|v| v as f64 / n));

@@ -184,6 +184,36 @@ pub fn save_checkpoint(
     checkpoint::save(&cfg.checkpoint_path(), kind, &meta, state)
 }
 
+/// Ends a training step: every `log_every` steps (and at the last step of the epoch) reads the
+/// losses back, which submits the step's work, checks them for NaN and infinity, and shows
+/// them on the progress bar; otherwise submits the step. Either way one submit per step.
+///
+/// Errors: [`Error::NonFiniteLoss`] naming the epoch and the 1-based step.
+#[allow(clippy::too_many_arguments)]
+pub fn end_step(
+    gpu: &Gpu,
+    cfg: &TrainConfig,
+    bar: &ProgressBar,
+    losses: &[(&str, &Tensor)],
+    epoch: usize,
+    step: usize,
+    steps: usize,
+) -> Result<()> {
+    if (step + 1).is_multiple_of(cfg.log_every) || step + 1 == steps {
+        let mut message = String::new();
+        for (name, loss) in losses {
+            let value = loss.item()?;
+            check_finite(value, epoch, step + 1, &cfg.checkpoint_path())?;
+            message.push_str(&format!("{name} {value:.4} "));
+        }
+        bar.set_message(message);
+    } else {
+        gpu.flush();
+    }
+    bar.inc(1);
+    Ok(())
+}
+
 /// Stops training with [`Error::NonFiniteLoss`] if `value` is NaN or infinite.
 pub fn check_finite(value: f32, epoch: usize, step: usize, checkpoint: &Path) -> Result<()> {
     if value.is_finite() {

@@ -20,7 +20,7 @@ use crate::nn::Module;
 use crate::optim::Adam;
 use crate::tensor::Tensor;
 use crate::train::{
-    EVAL_BATCH, TrainConfig, append_jsonl, check_finite, epoch_bar, prepare_out_dir,
+    EVAL_BATCH, TrainConfig, append_jsonl, check_finite, end_step, epoch_bar, prepare_out_dir,
     save_checkpoint, write_reconstructions, write_samples,
 };
 
@@ -179,15 +179,7 @@ pub fn train_variational(
                     *s = s.add(&t.sum()?)?;
                 }
             }
-            if (step + 1) % cfg.log_every == 0 || step + 1 == steps {
-                // The read submits the step's work: still one submit for the step.
-                let value = loss.loss.item()?;
-                check_finite(value, epoch, step + 1, &cfg.checkpoint_path())?;
-                bar.set_message(format!("loss {value:.2}"));
-            } else {
-                gpu.flush();
-            }
-            bar.inc(1);
+            end_step(gpu, cfg, &bar, &[("loss", &loss.loss)], epoch, step, steps)?;
         }
         let n = data.train.len() as f64;
         let [train_loss, train_recon, train_kl] = sums.map(|s| s.item().map(|v| v as f64 / n));
@@ -282,14 +274,7 @@ pub fn train_autoencoder(gpu: &Gpu, cfg: &TrainConfig) -> Result<(Autoencoder, V
                 let _no_grad = no_grad();
                 loss_sum = loss_sum.add(&per_sample.sum()?)?;
             }
-            if (step + 1) % cfg.log_every == 0 || step + 1 == steps {
-                let value = loss.item()?;
-                check_finite(value, epoch, step + 1, &cfg.checkpoint_path())?;
-                bar.set_message(format!("loss {value:.2}"));
-            } else {
-                gpu.flush();
-            }
-            bar.inc(1);
+            end_step(gpu, cfg, &bar, &[("loss", &loss)], epoch, step, steps)?;
         }
         let train_loss = loss_sum.item()? as f64 / data.train.len() as f64;
         let seconds = start.elapsed().as_secs_f64();
