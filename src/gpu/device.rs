@@ -68,7 +68,9 @@ pub(crate) async fn select_adapter(instance: &wgpu::Instance) -> Result<wgpu::Ad
 /// the adapter has them, timestamp queries (used by `deepgen bench`) and subgroup
 /// operations (used by the fast matmul path).
 pub(crate) async fn open_device(adapter: &wgpu::Adapter) -> Result<(wgpu::Device, wgpu::Queue)> {
-    let wanted = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SUBGROUP;
+    let wanted = wgpu::Features::TIMESTAMP_QUERY
+        | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS
+        | wgpu::Features::SUBGROUP;
     let desc = wgpu::DeviceDescriptor {
         label: Some("deepgen"),
         required_features: adapter.features() & wanted,

@@ -681,6 +681,75 @@ impl Gpu {
         self.bump(|s| s.submits += 1);
     }
 
+    /// Whether [`Gpu::gpu_seconds`] can time work with GPU timestamps on this adapter.
+    pub fn has_gpu_timer(&self) -> bool {
+        self.inner.device.features().contains(
+            wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS,
+        )
+    }
+
+    /// Runs `record` (which records ops) between two GPU timestamps written into the command
+    /// stream, submits, waits, and returns the GPU time between them in seconds; None where the
+    /// adapter has no timestamp queries inside encoders (then `record` still runs and is
+    /// submitted). Timestamps are written after all earlier commands complete, so the span
+    /// covers exactly the recorded work (used by `deepgen bench`).
+    ///
+    /// Errors: those of `record`; [`Error::Gpu`] if the timestamps cannot be read back.
+    pub fn gpu_seconds(&self, record: impl FnOnce() -> Result<()>) -> Result<Option<f64>> {
+        if !self.has_gpu_timer() {
+            record()?;
+            self.synchronize()?;
+            return Ok(None);
+        }
+        self.flush();
+        let device = &self.inner.device;
+        let queries = device.create_query_set(&wgpu::QuerySetDescriptor {
+            label: Some("deepgen timer"),
+            ty: wgpu::QueryType::Timestamp,
+            count: 2,
+        });
+        let resolved = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("deepgen timer resolve"),
+            size: 16,
+            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let readback = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("deepgen timer readback"),
+            size: 16,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        {
+            let mut batch = self.inner.batch.borrow_mut();
+            Self::encoder(&mut batch, device).write_timestamp(&queries, 0);
+        }
+        record()?;
+        {
+            let mut batch = self.inner.batch.borrow_mut();
+            let encoder = Self::encoder(&mut batch, device);
+            encoder.write_timestamp(&queries, 1);
+            encoder.resolve_query_set(&queries, 0..2, &resolved, 0);
+            encoder.copy_buffer_to_buffer(&resolved, 0, &readback, 0, 16);
+        }
+        self.flush();
+        readback.map_async(wgpu::MapMode::Read, .., |_| {});
+        device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Gpu(e.to_string()))?;
+        let ticks: Vec<u64> = bytemuck::cast_slice(
+            &readback
+                .get_mapped_range(..)
+                .map_err(|e| Error::Gpu(format!("{e:?}")))?,
+        )
+        .to_vec();
+        readback.unmap();
+        let period = self.inner.queue.get_timestamp_period() as f64;
+        Ok(Some(
+            ticks[1].saturating_sub(ticks[0]) as f64 * period * 1e-9,
+        ))
+    }
+
     /// Submits pending work and blocks until the GPU has finished it (native only).
     pub fn synchronize(&self) -> Result<()> {
         self.flush();
