@@ -10,6 +10,9 @@
 // Entry points, bindings and dispatch grids (grid_1d(n, 256): one thread per output element):
 //   im2col        col[(n OH + oh) OW + ow, (c KH + kh) KW + kw] = x[n, c, ih, iw] (0 outside)
 //                 0 x, 1 col, 2 ConvParams;  grid_1d(N OH OW C, 256), one thread per (pixel, channel)
+//   im2col_kw4    the same for KW = 4 (every k4 layer of the models): one thread per (pixel, channel,
+//                 kernel row) writes its four taps as one vec4 (col bound as array<vec4<f32>>):
+//                 0 x, 1 col, 2 ConvParams;  grid_1d(N OH OW C KH, 256)
 //   col2im        dx[n, c, h, w] = bias[c] (if has_bias) + sum over (kh, kw) of
 //                 col[row(oh, ow), (c KH + kh) KW + kw] for every output pixel (oh, ow)
 //                 whose field holds (h, w) at (kh, kw)
@@ -86,6 +89,39 @@ fn im2col(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
             out += 1u;
         }
     }
+}
+
+@group(0) @binding(0) var<storage, read> i4_x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> i4_col: array<vec4<f32>>;
+@group(0) @binding(2) var<uniform> i4_p: ConvParams;
+
+@compute @workgroup_size(256)
+fn im2col_kw4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    // A storage write costs a per-lane loop on CPU adapters whatever its width: one vec4
+    // store instead of four scalar ones.
+    let p = i4_p;
+    let t = flat(gid, nwg);
+    if (t >= p.n * p.oh * p.ow * p.c * p.kh) { return; }
+    let kh = t % p.kh;
+    let c = (t / p.kh) % p.c;
+    let row = t / (p.kh * p.c);
+    let ow = row % p.ow;
+    let oh = (row / p.ow) % p.oh;
+    let n = row / (p.ow * p.oh);
+    let ih = i32(oh * p.stride_h + kh * p.dil_h) - i32(p.pad_h);
+    let iw0 = i32(ow * p.stride_w) - i32(p.pad_w);
+    var v = vec4<f32>(0.0);
+    if (ih >= 0 && ih < i32(p.h)) {
+        let base = ((n * p.c + c) * p.h + u32(ih)) * p.w;
+        for (var kw = 0u; kw < 4u; kw++) {
+            let iw = iw0 + i32(kw * p.dil_w);
+            if (iw >= 0 && iw < i32(p.w)) {
+                v[kw] = i4_x[base + u32(iw)];
+            }
+        }
+    }
+    // (row, c, kh) starts at float row * C * KH * 4 + (c * KH + kh) * 4: vec4 index t.
+    i4_col[t] = v;
 }
 
 @group(0) @binding(0) var<storage, read> ci_col: array<f32>;

@@ -32,7 +32,7 @@ fn params_size(kernel: Kernel) -> usize {
             size_of::<RowParams>()
         }
         AdamStep => size_of::<AdamParams>(),
-        Im2col | Col2im => size_of::<ConvParams>(),
+        Im2col | Im2colKw4 | Col2im => size_of::<ConvParams>(),
         RowsToNchw | NchwToRows => size_of::<LayoutParams>(),
         BatchNormStats | BatchNormForward | BatchNormBackwardReduce | BatchNormBackwardDx => {
             size_of::<NormParams>()

@@ -130,6 +130,7 @@ pub enum Kernel {
     VaeSampleForward,
     VaeSampleBackward,
     BceWithLogitsForwardGrad,
+    Im2colKw4,
 }
 
 /// Where a kernel lives and what it binds.
@@ -150,7 +151,7 @@ pub struct KernelSpec {
 
 impl Kernel {
     /// Every kernel, for tests that check each entry point exists.
-    pub const ALL: [Kernel; 40] = [
+    pub const ALL: [Kernel; 41] = [
         Kernel::MatmulNN,
         Kernel::MatmulNT,
         Kernel::MatmulTN,
@@ -191,6 +192,7 @@ impl Kernel {
         Kernel::VaeSampleForward,
         Kernel::VaeSampleBackward,
         Kernel::BceWithLogitsForwardGrad,
+        Kernel::Im2colKw4,
     ];
 
     /// The kernel table: file, entry point, (read inputs, read_write outputs).
@@ -238,6 +240,7 @@ impl Kernel {
             VaeSampleForward => (F::Vae, "vae_sample_forward", 3, 2),
             VaeSampleBackward => (F::Vae, "vae_sample_backward", 5, 2),
             BceWithLogitsForwardGrad => (F::Loss, "bce_with_logits_forward_grad", 2, 2),
+            Im2colKw4 => (F::Conv, "im2col_kw4", 1, 1),
         };
         KernelSpec {
             file,

@@ -146,13 +146,25 @@ fn im2col(x: &Tensor, p: ConvParams) -> Result<Tensor> {
     let rows = (p.n * p.oh * p.ow) as usize;
     let cols = (p.c * p.kh * p.kw) as usize;
     let col = Tensor::alloc(x.gpu(), "im2col", rows * cols)?;
-    x.gpu().dispatch(
-        Kernel::Im2col,
-        &[],
-        &[x.storage(), &col],
-        &p,
-        grid_1d((rows * cols) as u64, WORKGROUP_1D),
-    );
+    if p.kw == 4 {
+        let threads = rows as u64 * (p.c * p.kh) as u64;
+        x.gpu().dispatch(
+            Kernel::Im2colKw4,
+            &[],
+            &[x.storage(), &col],
+            &p,
+            grid_1d(threads, WORKGROUP_1D),
+        );
+    } else {
+        let threads = rows as u64 * p.c as u64;
+        x.gpu().dispatch(
+            Kernel::Im2col,
+            &[],
+            &[x.storage(), &col],
+            &p,
+            grid_1d(threads, WORKGROUP_1D),
+        );
+    }
     Ok(Tensor::from_storage(x.gpu(), col, [rows, cols].into()))
 }
 
