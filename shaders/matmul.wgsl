@@ -8,7 +8,9 @@
 // 4 params (uniform MatmulParams).
 // Epilogue, applied as C is stored (a linear layer in one pass instead of three):
 //   0: C;  1: C + bias[col];  2: relu(C + bias[col]);  3: leaky_relu(C + bias[col], slope).
-// Dispatch grid: (ceil(N / 32), ceil(M / 32), 1) workgroups of 8 x 8 invocations;
+// Dispatch grid: (ceil(N / (4 WG)), ceil(M / (4 WG)), 1) workgroups of WG x WG invocations,
+// WG an override constant the engine sets per adapter (Gpu::matmul_workgroup: 8 on CPU
+// adapters, 16 on GPUs);
 // each invocation computes a 4 x 4 block of C (register tiling), guarded at the edges.
 
 struct MatmulParams {
@@ -44,6 +46,7 @@ fn epilogue(v: f32, col: u32) -> f32 {
 }
 
 const TILE: u32 = 4u;
+override WG: u32 = 8u;
 
 // A(i, kk) of op(A): stored (M x K), or (K x M) when transposed.
 fn load_a(i: u32, kk: u32, trans_a: bool) -> f32 {
@@ -87,17 +90,17 @@ fn matmul_body(gid: vec3<u32>, trans_a: bool, trans_b: bool) {
     }
 }
 
-@compute @workgroup_size(8, 8)
+@compute @workgroup_size(WG, WG)
 fn matmul_nn(@builtin(global_invocation_id) gid: vec3<u32>) {
     matmul_body(gid, false, false);
 }
 
-@compute @workgroup_size(8, 8)
+@compute @workgroup_size(WG, WG)
 fn matmul_nt(@builtin(global_invocation_id) gid: vec3<u32>) {
     matmul_body(gid, false, true);
 }
 
-@compute @workgroup_size(8, 8)
+@compute @workgroup_size(WG, WG)
 fn matmul_tn(@builtin(global_invocation_id) gid: vec3<u32>) {
     matmul_body(gid, true, false);
 }

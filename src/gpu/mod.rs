@@ -148,6 +148,8 @@ struct GpuInner {
     next_texture_id: Cell<u64>,
     /// See [`Gpu::row_workgroup`].
     row_workgroup: u32,
+    /// See [`Gpu::matmul_workgroup`].
+    matmul_workgroup: u32,
 }
 
 /// Handle to the GPU context. Cloning is cheap and shares the context.
@@ -238,6 +240,11 @@ impl Gpu {
                 textures: RefCell::new(HashMap::new()),
                 next_texture_id: Cell::new(1 << 48),
                 row_workgroup,
+                matmul_workgroup: if info.device_type == wgpu::DeviceType::Cpu {
+                    8
+                } else {
+                    16
+                },
             }),
         })
     }
@@ -312,6 +319,12 @@ impl Gpu {
     /// barrier is a context switch per subgroup; 64 elsewhere.
     pub fn row_workgroup(&self) -> u32 {
         self.inner.row_workgroup
+    }
+
+    /// Side of the square workgroup of the generic matmul (`WG` in matmul.wgsl): 8 on CPU
+    /// adapters, 16 elsewhere; each invocation computes a 4 x 4 block of C.
+    pub fn matmul_workgroup(&self) -> u32 {
+        self.inner.matmul_workgroup
     }
 
     /// The override constants that set [`Gpu::row_workgroup`] in a reduction kernel.

@@ -96,9 +96,8 @@ impl Layout {
     }
 }
 
-/// Output rows and columns covered by one workgroup of the generic kernel (see the shader header).
-const TILE_M: u32 = 32;
-const TILE_N: u32 = 32;
+/// Rows and columns of C per invocation of the generic kernel (see the shader header).
+const THREAD_TILE: u32 = 4;
 
 /// Checks the shapes and returns (M, K, N) of op(A) op(B).
 fn dims(a: &Tensor, b: &Tensor, layout: Layout) -> Result<(usize, usize, usize)> {
@@ -200,10 +199,13 @@ fn dispatch_matmul(
             slope,
             _pad: [0; 3],
         };
-        let groups = [(n as u32).div_ceil(TILE_N), (m as u32).div_ceil(TILE_M), 1];
+        let wg = gpu.matmul_workgroup();
+        let tile = THREAD_TILE * wg;
+        let groups = [(n as u32).div_ceil(tile), (m as u32).div_ceil(tile), 1];
+        let constants = [("WG", wg as f64)];
         gpu.dispatch(
             kernel,
-            &[],
+            &constants,
             &[a.storage(), b.storage(), bias_storage, &out],
             &params,
             groups,
