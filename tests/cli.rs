@@ -299,3 +299,40 @@ fn corrupt_data_file_names_the_file() {
         "{stderr}"
     );
 }
+
+#[test]
+fn bench_writes_the_json_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("bench.json");
+    let o = deepgen(&[
+        "bench",
+        "--quick",
+        "--filter",
+        "kl_divergence",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert!(v["adapter"].is_string());
+    assert!(v["ceilings"]["bandwidth_gbps"].as_f64().unwrap() > 0.0);
+    assert!(v["ceilings"]["fma_gflops"].as_f64().unwrap() > 0.0);
+    let kernels = v["kernels"].as_array().unwrap();
+    let row = kernels
+        .iter()
+        .find(|r| r["kernel"] == "kl_divergence")
+        .expect("a kl_divergence row");
+    for key in [
+        "shape",
+        "median_seconds",
+        "gflops",
+        "gbps",
+        "fraction_of_ceiling",
+        "timing",
+    ] {
+        assert!(row.get(key).is_some(), "row lacks {key}: {row}");
+    }
+    assert!(row["median_seconds"].as_f64().unwrap() > 0.0);
+    assert!(["gpu-timestamp", "host"].contains(&row["timing"].as_str().unwrap()));
+}
