@@ -207,7 +207,7 @@ pub struct SampleArgs {
     #[arg(long)]
     pub checkpoint: PathBuf,
     /// Number of samples.
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub n: u64,
     /// Output: a .png grid, or a .npy file of N x 28 x 28 float32 intensities in [0, 1].
     #[arg(long, default_value = "samples.png")]

@@ -12,7 +12,7 @@ use deepgen::eval::frechet::{class_entropy, frechet_distance};
 use deepgen::eval::likelihood::{likelihood, log_mean_exp, log_weights};
 use deepgen::eval::outliers::{auroc, fpr_at_95_tpr};
 use deepgen::latent::{TraversalSpec, interpolate, slerp, traverse};
-use deepgen::models::Generative;
+use deepgen::models::{Generative, VariationalModel};
 use deepgen::train::{TrainConfig, train_vae};
 use rand::{RngExt, SeedableRng};
 
@@ -67,6 +67,71 @@ fn iwae_is_below_the_elbo_and_tightens_with_k() {
         l.iwae_nll <= l.neg_elbo && l.iwae_nll > 50.0 && l.neg_elbo < 400.0,
         "{l:?}"
     );
+}
+
+/// The VAE with a tiny decode budget, to drive `log_weights` through its sample chunks.
+struct SmallBatches<'a>(&'a deepgen::models::Vae);
+
+impl deepgen::nn::Module for SmallBatches<'_> {
+    fn named_parameters(&self) -> Vec<(String, deepgen::Tensor)> {
+        self.0.named_parameters()
+    }
+}
+
+impl Generative for SmallBatches<'_> {
+    fn kind(&self) -> deepgen::models::ModelKind {
+        self.0.kind()
+    }
+    fn metadata(&self) -> std::collections::BTreeMap<String, String> {
+        self.0.metadata()
+    }
+    fn latent_dim(&self) -> usize {
+        self.0.latent_dim()
+    }
+    fn generate(&self, z: &deepgen::Tensor) -> deepgen::Result<deepgen::Tensor> {
+        self.0.generate(z)
+    }
+}
+
+impl VariationalModel for SmallBatches<'_> {
+    fn encode(&self, x: &deepgen::Tensor) -> deepgen::Result<(deepgen::Tensor, deepgen::Tensor)> {
+        self.0.encode(x)
+    }
+    fn decode(&self, z: &deepgen::Tensor) -> deepgen::Result<deepgen::Tensor> {
+        self.0.decode(z)
+    }
+    fn loss(&self, x: &deepgen::Tensor, beta: f32) -> deepgen::Result<deepgen::models::VaeLoss> {
+        self.0.loss(x, beta)
+    }
+    fn max_decode_rows(&self) -> usize {
+        3
+    }
+}
+
+#[test]
+fn log_weights_in_sample_chunks_match_one_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let vae = small_vae(dir.path());
+    let gpu = gpu();
+    let test = mnist().test.truncate(1);
+    // One image, K = 7: chunks of 3, 3 and 1 samples draw the same normals in the same order
+    // (latent_dim 8: every chunk is whole Philox blocks), so the weights must agree.
+    gpu.manual_seed(5);
+    let whole = log_weights(&vae, &gpu, &test.images, 784, 7).unwrap();
+    gpu.manual_seed(5);
+    let chunked = log_weights(&SmallBatches(&vae), &gpu, &test.images, 784, 7).unwrap();
+    assert_eq!(whole.len(), 7);
+    for (a, b) in whole.iter().zip(&chunked) {
+        assert!(
+            (a - b).abs() < 1e-3 * a.abs().max(1.0),
+            "{whole:?} vs {chunked:?}"
+        );
+    }
+    // Several images in chunks of one sample each: every slot filled with a finite weight.
+    let five = mnist().test.truncate(5);
+    let w = log_weights(&SmallBatches(&vae), &gpu, &five.images, 784, 4).unwrap();
+    assert_eq!(w.len(), 20);
+    assert!(w.iter().all(|v| v.is_finite() && *v < 0.0), "{w:?}");
 }
 
 #[test]

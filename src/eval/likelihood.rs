@@ -9,9 +9,6 @@ use crate::models::VariationalModel;
 use crate::ops::{bce_with_logits, reparameterize};
 use crate::tensor::Tensor;
 
-/// Rows (images x samples) decoded per GPU batch.
-const ROWS_PER_BATCH: usize = 8192;
-
 /// Likelihood figures of a VAE on a test set, nats per image.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Likelihood {
@@ -43,21 +40,35 @@ pub fn log_weights(
     let x = Tensor::from_slice(gpu, x, [b, pixels])?;
     let (mu, logvar) = model.encode(&x)?;
     let d = mu.dims()[1];
-    let (mu, logvar, x) = (
-        mu.repeat_rows(k)?,
-        logvar.repeat_rows(k)?,
-        x.repeat_rows(k)?,
-    );
-    let eps = Tensor::randn(gpu, [b * k, d])?;
-    let z = reparameterize(&mu, &logvar, &eps)?;
-    let log_px = bce_with_logits(&model.decode(&z)?, &x)?.scale(-1.0)?;
-    let log_ratio = logvar
-        .add(&eps.mul(&eps)?)?
-        .sub(&z.mul(&z)?)?
-        .sum_axis(1)?
-        .scale(0.5)?;
-    let w = log_px.add(&log_ratio)?.to_vec()?;
-    Ok(w.into_iter().map(f64::from).collect())
+    // Samples per decode: b * kc codes at a time, within the model's decode budget.
+    let kc = (model.max_decode_rows() / b.max(1)).clamp(1, k);
+    let mut w = vec![0.0f64; b * k];
+    let mut done = 0;
+    while done < k {
+        let kn = kc.min(k - done);
+        let (mu, logvar, x) = (
+            mu.repeat_rows(kn)?,
+            logvar.repeat_rows(kn)?,
+            x.repeat_rows(kn)?,
+        );
+        let eps = Tensor::randn(gpu, [b * kn, d])?;
+        let z = reparameterize(&mu, &logvar, &eps)?;
+        let log_px = bce_with_logits(&model.decode(&z)?, &x)?.scale(-1.0)?;
+        let log_ratio = logvar
+            .add(&eps.mul(&eps)?)?
+            .sub(&z.mul(&z)?)?
+            .sum_axis(1)?
+            .scale(0.5)?;
+        let chunk = log_px.add(&log_ratio)?.to_vec()?;
+        // `chunk` is image-major: kn samples of image 0, then of image 1, ...
+        for (i, row) in chunk.chunks_exact(kn).enumerate() {
+            for (s, v) in row.iter().enumerate() {
+                w[i * k + done + s] = f64::from(*v);
+            }
+        }
+        done += kn;
+    }
+    Ok(w)
 }
 
 /// log (1/n) sum exp(v), computed stably.
@@ -79,7 +90,7 @@ pub fn likelihood(
     max_images: Option<usize>,
 ) -> Result<Likelihood> {
     let n = max_images.unwrap_or(data.len()).min(data.len());
-    let per_batch = (ROWS_PER_BATCH / k.max(1)).max(1);
+    let per_batch = (model.max_decode_rows() / k.max(1)).max(1);
     let (mut elbo_sum, mut iwae_sum) = (0.0, 0.0);
     let idx: Vec<usize> = (0..n).collect();
     for chunk in idx.chunks(per_batch) {

@@ -131,11 +131,7 @@ pub fn evaluate(gpu: &Gpu, path: &Path, opts: &EvalOptions) -> Result<EvalReport
     }
     if opts.fid_samples > 0 {
         let classifier = load_classifier(gpu, &opts.classifier)?;
-        let mut generated = Vec::with_capacity(opts.fid_samples * 784);
-        while generated.len() < opts.fid_samples * 784 {
-            let n = (opts.fid_samples - generated.len() / 784).min(1000);
-            generated.extend(prior_samples(model.as_ref(), gpu, n)?);
-        }
+        let generated = prior_samples(model.as_ref(), gpu, opts.fid_samples)?;
         let (gen_features, gen_classes) = features_and_classes(&classifier, gpu, &generated)?;
         let (test_features, _) = features_and_classes(&classifier, gpu, &mnist.test.images)?;
         let n_train = mnist.test.len().min(mnist.train.len());

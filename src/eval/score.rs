@@ -44,7 +44,7 @@ pub fn score_images(
     let mut out = Vec::with_capacity(data.len());
     match score {
         Score::Elbo | Score::Iwae => {
-            let per_batch = (8192 / k.max(1)).max(1);
+            let per_batch = (model.max_decode_rows() / k.max(1)).max(1);
             for chunk in idx.chunks(per_batch) {
                 let w = log_weights(model, gpu, &data.gather(chunk), data.pixels(), k)?;
                 out.extend(w.chunks_exact(k).map(|s| match score {

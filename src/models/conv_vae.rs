@@ -96,6 +96,12 @@ impl VariationalModel for ConvVae {
         let recon = bce_with_logits(&self.decode(&z)?, x)?;
         VaeLoss::combine(recon, kl, beta)
     }
+
+    /// 512: the first transposed convolution's column matrix is 25,088 floats per code
+    /// (49 positions x 32 channels x 16 taps), 51 MB for 512 codes.
+    fn max_decode_rows(&self) -> usize {
+        512
+    }
 }
 
 impl Module for ConvVae {

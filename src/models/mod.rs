@@ -172,6 +172,12 @@ pub trait VariationalModel: Generative {
 
     /// The beta-weighted negative ELBO with one reparameterized sample of z per image.
     fn loss(&self, x: &Tensor, beta: f32) -> Result<VaeLoss>;
+
+    /// The most codes `decode` should be given at once by evaluation loops, so that no
+    /// intermediate outgrows an adapter's storage-binding limit (128 MiB is wgpu's default).
+    fn max_decode_rows(&self) -> usize {
+        8192
+    }
 }
 
 /// A GAN: generator G(z) -> images in [-1, 1] as `(B, 784)`, discriminator D(x) -> logits `(B, 1)`.
