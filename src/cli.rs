@@ -60,6 +60,8 @@ pub enum ScoreArg {
     Iwae,
     /// Reconstruction error of the mean code (nats).
     Recon,
+    /// Negative ELBO minus the image's PNG code length (nats; Serra et al. 2020).
+    Complexity,
 }
 
 /// The models `deepgen train` knows.

@@ -398,6 +398,7 @@ fn outliers(args: OutlierArgs) -> Result<()> {
             ScoreArg::Elbo => Score::Elbo,
             ScoreArg::Iwae => Score::Iwae,
             ScoreArg::Recon => Score::Recon,
+            ScoreArg::Complexity => Score::Complexity,
         },
         samples: args.samples as usize,
         limit: args.limit.map(|n| n as usize),

@@ -202,4 +202,43 @@ fn outliers_cli_writes_summary_scores_and_grid() {
         "--out",
         out.to_str().unwrap(),
     ]);
+    // The input-complexity score: noise is incompressible, so it stays far from the digits.
+    let stdout = run(&[
+        "outliers",
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+        "--ood",
+        "noise",
+        "--score",
+        "complexity",
+        "--limit",
+        "50",
+        "--samples",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(s["score"], "complexity", "{stdout}");
+}
+
+#[test]
+fn png_code_length_orders_images_by_complexity() {
+    use deepgen::eval::score::png_code_length_nats;
+    use rand::{RngExt, SeedableRng};
+    let blank = vec![0.0f32; 784];
+    let mnist = Mnist::load(&data_dir()).unwrap();
+    let digit = mnist.test.image(0).to_vec();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+    let noise: Vec<f32> = (0..784).map(|_| rng.random::<f32>()).collect();
+    let (b, d, n) = (
+        png_code_length_nats(&blank, 28, 28).unwrap(),
+        png_code_length_nats(&digit, 28, 28).unwrap(),
+        png_code_length_nats(&noise, 28, 28).unwrap(),
+    );
+    assert!(b < d && d < n, "blank {b} < digit {d} < noise {n} nats");
+    // 784 uniform bytes cannot be stored in fewer than 784 bytes.
+    assert!(n >= 784.0 * 8.0 * std::f64::consts::LN_2, "{n}");
+    assert!(png_code_length_nats(&blank, 28, 27).is_err());
 }
