@@ -62,6 +62,8 @@ pub enum ScoreArg {
     Recon,
     /// Negative ELBO minus the image's PNG code length (nats; Serra et al. 2020).
     Complexity,
+    /// Negative ELBO minus the pixels' binary entropy, the least BCE a decoder can reach (nats).
+    Excess,
 }
 
 /// The models `deepgen train` knows.

@@ -399,6 +399,7 @@ fn outliers(args: OutlierArgs) -> Result<()> {
             ScoreArg::Iwae => Score::Iwae,
             ScoreArg::Recon => Score::Recon,
             ScoreArg::Complexity => Score::Complexity,
+            ScoreArg::Excess => Score::Excess,
         },
         samples: args.samples as usize,
         limit: args.limit.map(|n| n as usize),
@@ -407,12 +408,12 @@ fn outliers(args: OutlierArgs) -> Result<()> {
     };
     let s = detect_outliers(&gpu, &opts).context("outlier detection")?;
     println!(
-        "{} vs {}: AUROC {:.4}  FPR@95%TPR {:.4}  (score {:?}; mean {:.2} in, {:.2} ood; {} + {} images)",
+        "{} vs {}: AUROC {:.4}  FPR@95%TPR {:.4}  (score {}; mean {:.2} in, {:.2} ood; {} + {} images)",
         opts.data_dir.display(),
         s.ood,
         s.auroc,
         s.fpr_at_95_tpr,
-        s.score,
+        s.score.name(),
         s.in_mean_score,
         s.ood_mean_score,
         s.in_count,

@@ -202,7 +202,7 @@ fn outliers_cli_writes_summary_scores_and_grid() {
         "--out",
         out.to_str().unwrap(),
     ]);
-    // The input-complexity score: noise is incompressible, so it stays far from the digits.
+    // The entropy-corrected score.
     let stdout = run(&[
         "outliers",
         "--checkpoint",
@@ -210,7 +210,7 @@ fn outliers_cli_writes_summary_scores_and_grid() {
         "--ood",
         "noise",
         "--score",
-        "complexity",
+        "excess",
         "--limit",
         "50",
         "--samples",
@@ -220,7 +220,11 @@ fn outliers_cli_writes_summary_scores_and_grid() {
     ]);
     let s: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
-    assert_eq!(s["score"], "complexity", "{stdout}");
+    assert_eq!(s["score"], "excess", "{stdout}");
+    assert!(
+        s["auroc"].as_f64().unwrap() > 0.95,
+        "noise stays far from digits: {s}"
+    );
 }
 
 #[test]
@@ -241,4 +245,14 @@ fn png_code_length_orders_images_by_complexity() {
     // 784 uniform bytes cannot be stored in fewer than 784 bytes.
     assert!(n >= 784.0 * 8.0 * std::f64::consts::LN_2, "{n}");
     assert!(png_code_length_nats(&blank, 28, 27).is_err());
+}
+
+#[test]
+fn intensity_entropy_is_the_bce_floor() {
+    use deepgen::eval::score::intensity_entropy_nats;
+    // Binary pixels have no entropy; a pixel at 0.5 has ln 2; 0.2 has -(0.2 ln 0.2 + 0.8 ln 0.8).
+    assert_eq!(intensity_entropy_nats(&[0.0, 1.0, 1.0, 0.0]), 0.0);
+    let h = intensity_entropy_nats(&[0.5, 0.2, 1.0]);
+    let want = std::f64::consts::LN_2 - (0.2f64 * 0.2f64.ln() + 0.8 * 0.8f64.ln());
+    assert!((h - want).abs() < 1e-6, "{h} vs {want}");
 }
