@@ -1,30 +1,37 @@
-//! A variational autoencoder on MNIST, on one page.
+//! A variational autoencoder on MNIST, on one page: the MLP VAE or the convolutional one.
 //!
-//!     cargo run --release --example vae_mnist -- [EPOCHS]
+//!     cargo run --release --example vae_mnist -- [EPOCHS] [vae|conv-vae] [IMAGES]
 //!
-//! The same model and loop as `deepgen train vae`, without the bookkeeping
-//! (metrics file, checkpoints, progress bars): read it top to bottom.
+//! The same models and loop as `deepgen train vae` / `deepgen train conv-vae`, without the
+//! bookkeeping (metrics file, checkpoints, progress bars): read it top to bottom.
 
 use deepgen::data::{Batches, Mnist};
-use deepgen::models::{MlpConfig, Vae};
-use deepgen::nn::Module;
+use deepgen::models::{ConvVae, MlpConfig, Vae, VariationalModel};
 use deepgen::optim::Adam;
 use deepgen::{Gpu, Tensor, no_grad};
 use rand::SeedableRng;
 
 fn main() -> deepgen::Result<()> {
-    let epochs: usize = std::env::args()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3);
-    let (batch_size, lr, seed) = (128, 1e-3, 0);
+    let mut args = std::env::args().skip(1);
+    let epochs: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(3);
+    let which = args.next().unwrap_or_else(|| "vae".to_string());
+    // Train on the first IMAGES training images (default: all 60,000).
+    let images: Option<usize> = args.next().and_then(|s| s.parse().ok());
+    let (batch_size, lr, latent_dim, seed) = (128, 1e-3, 20, 0);
 
-    // 1. The GPU, the data (pixels in [0, 1]) and the model: 784-400-(20, 20) / 20-400-784.
+    // 1. The GPU, the data (pixels in [0, 1]) and the model: the MLP VAE 784-400-(20, 20) /
+    //    20-400-784, or the conv VAE (two strided convs / two transposed convs).
     let gpu = Gpu::new()?;
-    let mnist = Mnist::load("data/mnist".as_ref())?;
+    let mut mnist = Mnist::load("data/mnist".as_ref())?;
+    if let Some(n) = images {
+        mnist.train = mnist.train.truncate(n);
+    }
     gpu.manual_seed(seed);
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let vae = Vae::new(&gpu, MlpConfig::default(), &mut rng)?;
+    let vae: Box<dyn VariationalModel> = match which.as_str() {
+        "conv-vae" => Box::new(ConvVae::new(&gpu, latent_dim, &mut rng)?),
+        _ => Box::new(Vae::new(&gpu, MlpConfig::default(), &mut rng)?),
+    };
     let params = vae.parameters();
     let mut adam = Adam::new(lr);
 
@@ -59,9 +66,10 @@ fn main() -> deepgen::Result<()> {
 
     // 7. Decode 64 draws from the prior N(0, I) into an image grid.
     let _no_grad = no_grad();
-    let z = Tensor::randn(&gpu, [64, 20])?;
+    let z = Tensor::randn(&gpu, [64, latent_dim])?;
     let images = vae.decode(&z)?.sigmoid()?.to_vec()?;
-    deepgen::viz::save_grid("vae_samples.png".as_ref(), &images, 28, 28, 8)?;
-    println!("wrote vae_samples.png");
+    let path = format!("{which}_samples.png");
+    deepgen::viz::save_grid(path.as_ref(), &images, 28, 28, 8)?;
+    println!("wrote {path}");
     Ok(())
 }
