@@ -6,7 +6,7 @@
 //!     cargo run --release --example step_stats
 
 use deepgen::data::{Batches, Mnist};
-use deepgen::models::{MlpConfig, Vae};
+use deepgen::models::{MlpConfig, Vae, VariationalModel};
 use deepgen::nn::Module;
 use deepgen::optim::Adam;
 use deepgen::{Gpu, Tensor};

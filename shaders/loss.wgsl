@@ -70,14 +70,6 @@ fn workgroup_max(lid: u32, value: f32) -> f32 {
     return total;
 }
 
-fn sigmoid(x: f32) -> f32 {
-    if (x >= 0.0) {
-        return 1.0 / (1.0 + exp(-x));
-    }
-    let e = exp(x);
-    return e / (1.0 + e);
-}
-
 @group(0) @binding(0) var<storage, read> bf_x: array<f32>;
 @group(0) @binding(1) var<storage, read> bf_t: array<f32>;
 @group(0) @binding(2) var<storage, read_write> bf_loss: array<f32>;

@@ -5,10 +5,10 @@
 //! models' shapes and reports each kernel's fraction of the ceiling that binds it (roofline).
 //! Matmuls are set beside a CPU reference (`matrixmultiply::sgemm`, one thread).
 //!
-//! [`time_op`] and [`bench_matmul`] are the older, simpler helpers (used by `examples/`): a
-//! measurement records `reps` dispatches of one op into one submit, waits for the GPU, and
-//! divides: host timing around recording plus a blocking submit, after a warm-up run that
-//! compiles the pipeline. The median of several such runs is reported.
+//! [`time_op`] is the older, simpler helper (used by `examples/profile_conv.rs`): it records
+//! `reps` dispatches of one op into one submit, waits for the GPU, and divides: host timing
+//! around recording plus a blocking submit, after a warm-up run that compiles the pipeline.
+//! The median of several such runs is reported.
 
 use std::time::Instant;
 
@@ -19,33 +19,6 @@ use crate::ops::{
 };
 use crate::optim::Adam;
 use crate::tensor::Tensor;
-
-/// One timed kernel at one shape.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct Measurement {
-    /// Kernel family, e.g. `matmul_nt`.
-    pub kernel: String,
-    /// Shape, e.g. `128x784x400` (M x K x N for matmul).
-    pub shape: String,
-    /// Median seconds per call.
-    pub median_seconds: f64,
-    /// Floating-point operations per call (an FMA counts 2).
-    pub flops: f64,
-    /// Minimum bytes moved per call (each input read once, each output written once).
-    pub bytes: f64,
-}
-
-impl Measurement {
-    /// Achieved GFLOP/s.
-    pub fn gflops(&self) -> f64 {
-        self.flops / self.median_seconds / 1e9
-    }
-
-    /// Achieved GB/s.
-    pub fn gbps(&self) -> f64 {
-        self.bytes / self.median_seconds / 1e9
-    }
-}
 
 /// Median seconds per call of `op`, run `reps` times per submit, `runs` submits.
 pub fn time_op(
@@ -90,44 +63,6 @@ impl MatmulVariant {
             MatmulVariant::TN => "matmul_tn",
         }
     }
-}
-
-/// Times C (m x n) = op(A) op(B) with contracted dimension k, on random inputs.
-pub fn bench_matmul(
-    gpu: &Gpu,
-    variant: MatmulVariant,
-    m: usize,
-    k: usize,
-    n: usize,
-    budget_flops: f64,
-) -> Result<Measurement> {
-    use rand::{RngExt, SeedableRng};
-    let mut rng = rand::rngs::StdRng::seed_from_u64(1);
-    let mut rand_t = |rows: usize, cols: usize| -> Result<Tensor> {
-        let data: Vec<f32> = (0..rows * cols)
-            .map(|_| rng.random_range(-1.0..1.0))
-            .collect();
-        Tensor::from_slice(gpu, &data, [rows, cols])
-    };
-    let (a, b) = match variant {
-        MatmulVariant::NN => (rand_t(m, k)?, rand_t(k, n)?),
-        MatmulVariant::NT => (rand_t(m, k)?, rand_t(n, k)?),
-        MatmulVariant::TN => (rand_t(k, m)?, rand_t(k, n)?),
-    };
-    let flops = 2.0 * (m * k * n) as f64;
-    let reps = ((budget_flops / flops) as usize).clamp(1, 200);
-    let seconds = time_op(gpu, reps, 5, || match variant {
-        MatmulVariant::NN => a.matmul(&b),
-        MatmulVariant::NT => a.matmul_nt(&b),
-        MatmulVariant::TN => a.matmul_tn(&b),
-    })?;
-    Ok(Measurement {
-        kernel: variant.name().into(),
-        shape: format!("{m}x{k}x{n}"),
-        median_seconds: seconds,
-        flops,
-        bytes: 4.0 * (m * k + k * n + m * n) as f64,
-    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -335,19 +270,20 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// Median seconds per call of `run(setup())`, timed on the host around the blocking submit of a
-/// batch of calls.
+/// Median seconds per call of `run(setup())`, timed over a batch of calls: with GPU timestamps
+/// written around the batch ([`Gpu::gpu_seconds`]) where the adapter has them, else on the host
+/// around the batch's blocking submit.
 ///
 /// Each timed batch first makes its states with `setup` (untimed, submitted and finished: e.g.
-/// the forward graphs whose backward is timed), then records `run` on each state, then starts the
-/// clock, submits the batch and waits for the GPU. The time therefore excludes the engine's
-/// host-side recording of the ops but includes wgpu's encoding and validation at submit, the
-/// submit itself and the wait. Batches are sized to about `plan.target_s` and to at most
+/// the forward graphs whose backward is timed), then records `run` on each state. GPU timestamps
+/// cover exactly the batch's GPU work; host timing starts after the recording, so it excludes
+/// the engine's host-side recording of the ops but includes wgpu's encoding and validation at
+/// submit, the submit itself and the wait. Batches are sized to about `plan.target_s` and to at most
 /// `max_live` states (memory) and [`MAX_BATCH_DISPATCHES`] dispatches; a batch that the engine
 /// submitted early (its uniform arena filled) is retried at half the size, and a single call
 /// that submits on its own is timed with its recording. One warm-up call compiles the pipelines
 /// and fills the buffer pool and bind-group cache first.
-fn host_time<S>(
+fn time_calls<S>(
     gpu: &Gpu,
     plan: Plan,
     max_live: usize,
@@ -1240,7 +1176,7 @@ impl Suite<'_> {
     /// broadcast that every timed backward also runs, subtracted from it.
     fn sum_backward_seconds(&self, dims: &[usize], max_live: usize) -> Result<f64> {
         let leaf = Tensor::zeros(self.gpu, dims)?.requires_grad_();
-        host_time(
+        time_calls(
             self.gpu,
             self.plan,
             max_live,
@@ -1265,7 +1201,7 @@ impl Suite<'_> {
         work: Work,
         mut forward: impl FnMut() -> Result<Tensor>,
     ) -> Result<()> {
-        let total = host_time(
+        let total = time_calls(
             self.gpu,
             self.plan,
             max_live,
@@ -1375,7 +1311,7 @@ impl Suite<'_> {
         };
         let want64: Vec<f64> = want.iter().map(|&v| v as f64).collect();
         check(kernel, &shape, "product", &got, &want64)?;
-        let seconds = host_time(
+        let seconds = time_calls(
             self.gpu,
             self.plan,
             usize::MAX,
@@ -1462,7 +1398,7 @@ impl Suite<'_> {
                 &pick(&got, &samples, y_len),
                 &pick(&want, &samples, y_len),
             )?;
-            let seconds = host_time(
+            let seconds = time_calls(
                 self.gpu,
                 self.plan,
                 usize::MAX,
@@ -1577,7 +1513,7 @@ impl Suite<'_> {
             .map(|(&x, &y)| op.host(x as f64, y as f64))
             .collect();
         check(kernel, &shape, "output", &got, &want)?;
-        let seconds = host_time(
+        let seconds = time_calls(
             self.gpu,
             self.plan,
             usize::MAX,
@@ -1629,7 +1565,7 @@ impl Suite<'_> {
             op(&t)?.to_vec()?
         };
         check(kernel, &shape, "sums", &got, &want)?;
-        let seconds = host_time(
+        let seconds = time_calls(
             self.gpu,
             self.plan,
             usize::MAX,
@@ -1677,7 +1613,7 @@ impl Suite<'_> {
                 })
                 .collect();
             check("bce_with_logits", &bce_shape, "loss", &got, &want)?;
-            let seconds = host_time(
+            let seconds = time_calls(
                 self.gpu,
                 self.plan,
                 usize::MAX,
@@ -1750,7 +1686,7 @@ impl Suite<'_> {
                 })
                 .collect();
             check("kl_divergence", &latent_shape, "kl", &got, &want)?;
-            let seconds = host_time(
+            let seconds = time_calls(
                 self.gpu,
                 self.plan,
                 usize::MAX,
@@ -1822,7 +1758,7 @@ impl Suite<'_> {
                 .map(|i| mus[i] as f64 + (lvs[i] as f64 / 2.0).exp() * es[i] as f64)
                 .collect();
             check("reparameterize", &latent_shape, "z", &got, &want)?;
-            let seconds = host_time(
+            let seconds = time_calls(
                 self.gpu,
                 self.plan,
                 usize::MAX,
@@ -1915,7 +1851,7 @@ impl Suite<'_> {
         let want_delta: Vec<f64> = want.iter().zip(&ps).map(|(&a, &b)| a - b as f64).collect();
         check("adam", &shape, "update", &got_delta, &want_delta)?;
         let mut adam = Adam::new(1e-3);
-        let seconds = host_time(
+        let seconds = time_calls(
             self.gpu,
             self.plan,
             usize::MAX,
@@ -1947,10 +1883,11 @@ impl Suite<'_> {
 /// loss kernels; one Adam step over 1M parameters.
 ///
 /// Timing: the ceilings are dispatched by this module and bracketed by GPU timestamp queries
-/// where the device has `TIMESTAMP_QUERY` (`gpu-timestamp`). The engine's ops record into the
-/// engine's own command batch, where no timestamps can be placed, so they are timed on the host
-/// (`host`): a batch of calls is recorded, then the clock runs around its submit and the wait
-/// for it (see `host_time`). Rows report the median of several batches; ceilings the best run.
+/// where the device has `TIMESTAMP_QUERY` (`gpu-timestamp`). The engine's ops are timed in
+/// batches (see `time_calls`): with timestamps written into the engine's command stream
+/// ([`Gpu::gpu_seconds`]) where the device also has `TIMESTAMP_QUERY_INSIDE_ENCODERS`
+/// (`gpu-timestamp`), else on the host around the batch's submit and the wait (`host`). Rows
+/// report the median of several batches; ceilings the best run.
 ///
 /// Errors: a failed check; GPU errors of the measurements.
 pub fn run_suite(gpu: &Gpu, opts: &SuiteOptions) -> Result<SuiteReport> {

@@ -116,17 +116,6 @@ impl Tensor {
         t
     }
 
-    /// The same data as a new tensor that requires grad, for ops with several outputs that
-    /// record themselves with [`autograd::record_multi`].
-    pub(crate) fn as_recorded(&self) -> Tensor {
-        Tensor::wrap(
-            self.gpu(),
-            self.inner.storage.clone(),
-            self.shape().clone(),
-            true,
-        )
-    }
-
     /// Wraps storage written by a kernel as a tensor outside the graph (gradients, buffers).
     pub(crate) fn from_storage(gpu: &Gpu, storage: Storage, shape: Shape) -> Tensor {
         Tensor::wrap(gpu, Rc::new(storage), shape, false)
@@ -203,7 +192,9 @@ impl Tensor {
         Tensor::full(gpu, shape, 0.0)
     }
 
-    /// This tensor as a leaf that requires grad (a parameter). Shares the data.
+    /// This tensor as a new tensor that requires grad, sharing the data: a parameter leaf, or
+    /// an output of an op with several outputs that records itself with
+    /// [`autograd::record_multi`].
     pub fn requires_grad_(self) -> Tensor {
         Tensor::wrap(
             &self.inner.gpu,

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use common::gpu;
 use deepgen::checkpoint;
 use deepgen::data::Batches;
-use deepgen::models::{Generative, MlpConfig, ModelKind, Vae};
+use deepgen::models::{Generative, MlpConfig, ModelKind, Vae, VariationalModel};
 use deepgen::nn::Module;
 use deepgen::optim::Adam;
 use deepgen::train::{TrainConfig, train_autoencoder, train_vae};

@@ -12,10 +12,10 @@ use rand::Rng;
 
 use crate::error::Result;
 use crate::gpu::Gpu;
-use crate::models::{Generative, ModelKind, VaeLoss, VariationalModel};
+use crate::models::{Generative, ModelKind, VariationalModel};
 use crate::nn::{Conv2d, ConvTranspose2d, Init, Linear, Module, flatten, prefixed};
 use crate::ops::Activation;
-use crate::ops::{Conv2dOptions, bce_with_logits, reparameterize_kl};
+use crate::ops::Conv2dOptions;
 use crate::tensor::Tensor;
 
 /// Width of the fully connected layer between the convolutions and the code.
@@ -87,14 +87,6 @@ impl VariationalModel for ConvVae {
 
     fn decode(&self, z: &Tensor) -> Result<Tensor> {
         ConvVae::decode(self, z)
-    }
-
-    fn loss(&self, x: &Tensor, beta: f32) -> Result<VaeLoss> {
-        let (mu, logvar) = self.encode(x)?;
-        let eps = Tensor::randn(x.gpu(), mu.shape().clone())?;
-        let (z, kl) = reparameterize_kl(&mu, &logvar, &eps)?;
-        let recon = bce_with_logits(&self.decode(&z)?, x)?;
-        VaeLoss::combine(recon, kl, beta)
     }
 
     /// 512: the first transposed convolution's column matrix is 25,088 floats per code

@@ -19,7 +19,7 @@ pub use conv_vae::ConvVae;
 pub use dbvae::{DbVae, DbVaeOutput};
 pub use dcgan::Dcgan;
 pub use gan::MlpGan;
-pub use vae::{Vae, VaeOutput};
+pub use vae::Vae;
 
 use std::collections::BTreeMap;
 
@@ -170,8 +170,18 @@ pub trait VariationalModel: Generative {
     /// p(x|z): `z (B, latent_dim)` -> logits `(B, 784)`.
     fn decode(&self, z: &Tensor) -> Result<Tensor>;
 
-    /// The beta-weighted negative ELBO with one reparameterized sample of z per image.
-    fn loss(&self, x: &Tensor, beta: f32) -> Result<VaeLoss>;
+    /// The (beta-weighted) negative ELBO of a batch with one reparameterized sample of z per
+    /// image: `recon + beta * kl` per sample, and its batch mean (nats). `x (B, 784)` holds
+    /// pixel intensities in [0, 1], used as BCE targets; eps comes from the GPU generator.
+    fn loss(&self, x: &Tensor, beta: f32) -> Result<VaeLoss> {
+        let (mu, logvar) = self.encode(x)?;
+        let eps = Tensor::randn(x.gpu(), mu.shape().clone())?;
+        // z and KL(q(z|x) || N(0, I)) from one fused kernel (same values as
+        // `reparameterize` and `kl_divergence`).
+        let (z, kl) = crate::ops::reparameterize_kl(&mu, &logvar, &eps)?;
+        let recon = crate::ops::bce_with_logits(&self.decode(&z)?, x)?;
+        VaeLoss::combine(recon, kl, beta)
+    }
 
     /// The most codes `decode` should be given at once by evaluation loops, so that no
     /// intermediate outgrows an adapter's storage-binding limit (128 MiB is wgpu's default).

@@ -8,10 +8,9 @@ use rand::Rng;
 
 use crate::error::Result;
 use crate::gpu::Gpu;
-use crate::models::{Generative, MlpConfig, ModelKind, VaeLoss, VariationalModel};
+use crate::models::{Generative, MlpConfig, ModelKind, VariationalModel};
 use crate::nn::{Linear, Module, prefixed};
 use crate::ops::Activation;
-use crate::ops::{bce_with_logits, reparameterize, reparameterize_kl};
 use crate::tensor::Tensor;
 
 /// Encoder q(z|x) and decoder p(x|z).
@@ -28,18 +27,6 @@ pub struct Vae {
     pub dec_fc1: Linear,
     /// hidden -> input logits
     pub dec_fc2: Linear,
-}
-
-/// What one forward pass produces. Shapes: logits (B, input_dim); mu, logvar, z (B, latent_dim).
-pub struct VaeOutput {
-    /// Decoder logits of p(x|z); sigmoid gives pixel intensities.
-    pub logits: Tensor,
-    /// Mean of q(z|x).
-    pub mu: Tensor,
-    /// Log-variance of q(z|x).
-    pub logvar: Tensor,
-    /// The sample z = mu + exp(logvar / 2) * eps.
-    pub z: Tensor,
 }
 
 impl Vae {
@@ -71,33 +58,6 @@ impl Vae {
         self.dec_fc2
             .forward(&self.dec_fc1.forward_act(z, Activation::Relu)?)
     }
-
-    /// Encode, sample z with the reparameterization trick (eps from the GPU generator), decode.
-    pub fn forward(&self, x: &Tensor) -> Result<VaeOutput> {
-        let (mu, logvar) = self.encode(x)?;
-        let eps = Tensor::randn(x.gpu(), mu.shape().clone())?;
-        let z = reparameterize(&mu, &logvar, &eps)?;
-        let logits = self.decode(&z)?;
-        Ok(VaeOutput {
-            logits,
-            mu,
-            logvar,
-            z,
-        })
-    }
-
-    /// The (beta-weighted) negative ELBO of a batch with one sample of z per image:
-    /// `recon + beta * kl` per sample, and its batch mean.
-    /// `x (B, input_dim)` holds pixel intensities in [0, 1], used as BCE targets.
-    pub fn loss(&self, x: &Tensor, beta: f32) -> Result<VaeLoss> {
-        let (mu, logvar) = self.encode(x)?;
-        let eps = Tensor::randn(x.gpu(), mu.shape().clone())?;
-        // z and KL(q(z|x) || N(0, I)) from one fused kernel (same values as
-        // `reparameterize` and `kl_divergence`).
-        let (z, kl) = reparameterize_kl(&mu, &logvar, &eps)?;
-        let recon = bce_with_logits(&self.decode(&z)?, x)?;
-        VaeLoss::combine(recon, kl, beta)
-    }
 }
 
 impl VariationalModel for Vae {
@@ -107,10 +67,6 @@ impl VariationalModel for Vae {
 
     fn decode(&self, z: &Tensor) -> Result<Tensor> {
         Vae::decode(self, z)
-    }
-
-    fn loss(&self, x: &Tensor, beta: f32) -> Result<VaeLoss> {
-        Vae::loss(self, x, beta)
     }
 }
 

@@ -177,7 +177,7 @@ pub fn reparameterize_kl(mu: &Tensor, logvar: &Tensor, eps: &Tensor) -> Result<(
     if !requires_grad {
         return Ok((z, kl));
     }
-    let (z, kl) = (z.as_recorded(), kl.as_recorded());
+    let (z, kl) = (z.requires_grad_(), kl.requires_grad_());
     let (smu, slv, seps) = (mu.clone(), logvar.clone(), eps.detach());
     let backward = Box::new(
         move |grads: &[Option<Tensor>]| -> Result<Vec<Option<Tensor>>> {
