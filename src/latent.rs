@@ -13,6 +13,7 @@ use crate::eval::likelihood::kl_per_dim;
 use crate::gpu::Gpu;
 use crate::models::Generative;
 use crate::tensor::Tensor;
+use crate::train::decode_codes;
 
 /// Dimensions whose mean KL is below this many nats are "inactive": the VAE does not use them.
 pub const INACTIVE_KL: f64 = 0.01;
@@ -74,15 +75,6 @@ fn base_code(
     vae.encode(&x)?.0.to_vec()
 }
 
-/// Decodes the codes in `z` (n x latent_dim, host) to images, host side.
-fn decode(model: &dyn Generative, gpu: &Gpu, z: &[f32]) -> Result<Vec<f32>> {
-    let _no_grad = no_grad();
-    let d = model.latent_dim();
-    model
-        .generate(&Tensor::from_slice(gpu, z, [z.len() / d, d])?)?
-        .to_vec()
-}
-
 /// Varies one latent dimension at a time across `[-range, range]` while holding the others.
 ///
 /// Errors: [`Error::Invalid`] for a dimension out of range, fewer than 2 steps, or an image
@@ -142,7 +134,7 @@ pub fn traverse(
     let images = if z.is_empty() {
         Vec::new()
     } else {
-        decode(model, gpu, &z)?
+        decode_codes(model, gpu, &z)?
     };
     Ok(Traversal {
         images,
@@ -208,7 +200,7 @@ pub fn interpolate(
                 .iter()
                 .flat_map(|&t| a.iter().zip(&b).map(move |(x, y)| (1.0 - t) * x + t * y))
                 .collect();
-            let decoded = decode(model, gpu, &z)?;
+            let decoded = decode_codes(model, gpu, &z)?;
             let mut out = test.image(from).to_vec();
             out.extend(decoded);
             out.extend_from_slice(test.image(to));
@@ -218,7 +210,7 @@ pub fn interpolate(
             let d = model.latent_dim();
             let (a, b) = (seeded_noise(from as u64, d), seeded_noise(to as u64, d));
             let z: Vec<f32> = ts.iter().flat_map(|&t| slerp(&a, &b, t)).collect();
-            decode(model, gpu, &z)
+            decode_codes(model, gpu, &z)
         }
     }
 }

@@ -90,15 +90,10 @@ pub fn likelihood(
     max_images: Option<usize>,
 ) -> Result<Likelihood> {
     let n = max_images.unwrap_or(data.len()).min(data.len());
-    let per_batch = (model.max_decode_rows() / k.max(1)).max(1);
     let (mut elbo_sum, mut iwae_sum) = (0.0, 0.0);
-    let idx: Vec<usize> = (0..n).collect();
-    for chunk in idx.chunks(per_batch) {
-        let w = log_weights(model, gpu, &data.gather(chunk), data.pixels(), k)?;
-        for image in w.chunks_exact(k) {
-            elbo_sum += image.iter().sum::<f64>() / k as f64;
-            iwae_sum += log_mean_exp(image);
-        }
+    for (elbo, iwae) in image_bounds(model, gpu, data, n, k)? {
+        elbo_sum += elbo;
+        iwae_sum += iwae;
     }
     Ok(Likelihood {
         neg_elbo: -elbo_sum / n as f64,
@@ -106,6 +101,29 @@ pub fn likelihood(
         iwae_k: k,
         test_images: n,
     })
+}
+
+/// The two bounds on log p(x) of each of the first `n` images of `data`, nats, with `k`
+/// importance samples: (the ELBO estimate mean_k log w_k, the IWAE bound log mean_k w_k).
+/// Decodes [`VariationalModel::max_decode_rows`] codes at a time.
+pub fn image_bounds(
+    model: &dyn VariationalModel,
+    gpu: &Gpu,
+    data: &Dataset,
+    n: usize,
+    k: usize,
+) -> Result<Vec<(f64, f64)>> {
+    let per_batch = (model.max_decode_rows() / k.max(1)).max(1);
+    let idx: Vec<usize> = (0..n.min(data.len())).collect();
+    let mut out = Vec::with_capacity(idx.len());
+    for chunk in idx.chunks(per_batch) {
+        let w = log_weights(model, gpu, &data.gather(chunk), data.pixels(), k)?;
+        out.extend(
+            w.chunks_exact(k)
+                .map(|image| (image.iter().sum::<f64>() / k as f64, log_mean_exp(image))),
+        );
+    }
+    Ok(out)
 }
 
 /// Mean KL(q(z_d|x) || N(0, 1)) of every latent dimension d over `data`, nats: the

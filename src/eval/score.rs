@@ -10,7 +10,7 @@ use crate::autograd::no_grad;
 use crate::checkpoint;
 use crate::data::{Dataset, Mnist};
 use crate::error::{Error, Result};
-use crate::eval::likelihood::{log_mean_exp, log_weights};
+use crate::eval::likelihood::image_bounds;
 use crate::eval::outliers::{auroc, fpr_at_95_tpr};
 use crate::files::write_atomic;
 use crate::gpu::Gpu;
@@ -119,14 +119,11 @@ pub fn score_images(
     let mut out = Vec::with_capacity(data.len());
     match score {
         Score::Elbo | Score::Iwae | Score::Complexity | Score::Excess => {
-            let per_batch = (model.max_decode_rows() / k.max(1)).max(1);
-            for chunk in idx.chunks(per_batch) {
-                let w = log_weights(model, gpu, &data.gather(chunk), data.pixels(), k)?;
-                out.extend(w.chunks_exact(k).map(|s| match score {
-                    Score::Iwae => -log_mean_exp(s),
-                    _ => -s.iter().sum::<f64>() / k as f64,
-                }));
-            }
+            let bounds = image_bounds(model, gpu, data, data.len(), k)?;
+            out.extend(bounds.into_iter().map(|(elbo, iwae)| match score {
+                Score::Iwae => -iwae,
+                _ => -elbo,
+            }));
             for (i, s) in out.iter_mut().enumerate() {
                 match score {
                     Score::Complexity => {

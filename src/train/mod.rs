@@ -249,6 +249,18 @@ pub fn decode_to_host(model: &dyn Generative, z: &Tensor) -> Result<Vec<f32>> {
     model.generate(z)?.to_vec()
 }
 
+/// Decodes host codes `z` (n x latent_dim, row-major) to images (n x pixels), host side,
+/// [`EVAL_BATCH`] codes at a time, for the same storage-binding reason as [`prior_samples`].
+pub fn decode_codes(model: &dyn Generative, gpu: &Gpu, z: &[f32]) -> Result<Vec<f32>> {
+    let d = model.latent_dim();
+    let mut images = Vec::new();
+    for chunk in z.chunks(EVAL_BATCH * d) {
+        let codes = Tensor::from_slice(gpu, chunk, [chunk.len() / d, d])?;
+        images.extend(decode_to_host(model, &codes)?);
+    }
+    Ok(images)
+}
+
 /// Writes `n` prior samples as a square-ish PNG grid (8 per row for 64).
 pub fn write_samples(
     model: &dyn Generative,
@@ -258,8 +270,7 @@ pub fn write_samples(
     path: &Path,
 ) -> Result<()> {
     let images = prior_samples(model, gpu, n)?;
-    let cols = (n as f64).sqrt().ceil() as usize;
-    viz::save_grid(path, &images, side, side, cols.max(1))
+    viz::save_grid(path, &images, side, side, grid_cols(n))
 }
 
 /// Writes the first `n` test images beside their reconstructions (8 pairs per row).
