@@ -386,14 +386,8 @@ fn fused_reparameterize_kl_matches_the_separate_ops() {
 
 #[test]
 fn fused_linear_backward_on_both_matmul_paths() {
-    use deepgen::gpu::MatmulPath;
     use deepgen::ops::Activation;
-    let gpu = gpu();
-    let default = gpu.matmul_path();
-    for path in [MatmulPath::Generic, MatmulPath::Texture] {
-        if !gpu.set_matmul_path(path) {
-            continue;
-        }
+    for_each_matmul_path(|path| {
         for (b, i, o) in [
             (1usize, 1usize, 1usize),
             (7, 7, 7),
@@ -435,6 +429,5 @@ fn fused_linear_backward_on_both_matmul_paths() {
                 );
             }
         }
-    }
-    gpu.set_matmul_path(default);
+    });
 }

@@ -93,23 +93,29 @@ fn unary_op(x: &Tensor, op: Unary, alpha: f32, beta: f32) -> Result<Tensor> {
     Ok(Tensor::from_op_with(gpu, y, x.shape().clone(), &[x], |y| {
         // The saved output gives sigmoid', tanh' and exp' without recomputing them.
         let sy = y.clone();
-        Box::new(move |dy: &Tensor| {
-            let gpu = dy.gpu();
-            let dx = Tensor::alloc(gpu, "unary_backward", n)?;
-            gpu.dispatch(
-                Kernel::UnaryBackward,
-                &[],
-                &[sx.storage(), sy.storage(), dy.storage(), &dx],
-                &params,
-                grid,
-            );
-            Ok(vec![Some(Tensor::from_storage(
-                gpu,
-                dx,
-                sx.shape().clone(),
-            ))])
-        })
+        Box::new(move |dy: &Tensor| Ok(vec![Some(unary_backward(&sx, &sy, dy, params)?)]))
     }))
+}
+
+/// `dx = dy * f'(x)` of the unary op in `params`, from its input `x` and output `y` (the
+/// `unary_backward` kernel); shaped like `x`.
+pub(crate) fn unary_backward(
+    x: &Tensor,
+    y: &Tensor,
+    dy: &Tensor,
+    params: UnaryParams,
+) -> Result<Tensor> {
+    let gpu = dy.gpu();
+    let n = x.numel();
+    let dx = Tensor::alloc(gpu, "unary_backward", n)?;
+    gpu.dispatch(
+        Kernel::UnaryBackward,
+        &[],
+        &[x.storage(), y.storage(), dy.storage(), &dx],
+        &params,
+        grid_1d((n as u64).div_ceil(4), WORKGROUP_1D),
+    );
+    Ok(Tensor::from_storage(gpu, dx, x.shape().clone()))
 }
 
 /// How `b` is broadcast against `a`: returns `b_len` (elements of `b` read cyclically).

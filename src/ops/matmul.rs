@@ -11,8 +11,7 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::{Kernel, MatmulPath, Storage};
-use crate::gpu::{WORKGROUP_1D, grid_1d};
-use crate::ops::elementwise::{Unary, UnaryParams};
+use crate::ops::elementwise::{Unary, UnaryParams, unary_backward};
 use crate::tensor::Tensor;
 
 /// Params of the entry points of `shaders/matmul.wgsl`.
@@ -335,24 +334,14 @@ impl Tensor {
     }
 }
 
-/// `dy * f'(y)` for relu and leaky_relu, read off the output `y` (same sign as the input).
+/// `dy * f'(y)` for relu and leaky_relu, read off the output `y`: it has the input's sign, so
+/// `y` stands in for the input of `unary_backward`.
 fn activation_backward(y: &Tensor, dy: &Tensor, op: Unary, slope: f32) -> Result<Tensor> {
-    let gpu = y.gpu();
-    let n = y.numel();
-    let dx = Tensor::alloc(gpu, "linear_backward", n)?;
     let params = UnaryParams {
-        n: n as u32,
+        n: y.numel() as u32,
         op: op as u32,
         alpha: slope,
         beta: 0.0,
     };
-    // unary_backward reads x only through its sign for relu and leaky_relu: pass y.
-    gpu.dispatch(
-        Kernel::UnaryBackward,
-        &[],
-        &[y.storage(), y.storage(), dy.storage(), &dx],
-        &params,
-        grid_1d((n as u64).div_ceil(4), WORKGROUP_1D),
-    );
-    Ok(Tensor::from_storage(gpu, dx, y.shape().clone()))
+    unary_backward(y, y, dy, params)
 }

@@ -56,14 +56,13 @@ impl Tensor {
         let shape = shape.into();
         let n = shape.numel();
         let out = Tensor::alloc(gpu, "randn", n)?;
-        // Each Philox call yields 4 normals; reserve one counter per 4 elements.
-        let (seed, counter) = gpu.next_random_offset((n as u64).div_ceil(4));
+        let [seed_lo, seed_hi, counter_lo, counter_hi] = philox_words(gpu, n);
         let params = RandnParams {
             n: n as u32,
-            seed_lo: seed as u32,
-            seed_hi: (seed >> 32) as u32,
-            counter_lo: counter as u32,
-            counter_hi: (counter >> 32) as u32,
+            seed_lo,
+            seed_hi,
+            counter_lo,
+            counter_hi,
             _pad: [0; 3],
         };
         gpu.dispatch(
@@ -94,15 +93,15 @@ impl Tensor {
         let n = self.numel();
         let y = Tensor::alloc(gpu, "dropout", n)?;
         let mask = Tensor::alloc(gpu, "dropout", n)?;
-        let (seed, counter) = gpu.next_random_offset((n as u64).div_ceil(4));
+        let [seed_lo, seed_hi, counter_lo, counter_hi] = philox_words(gpu, n);
         let params = DropoutParams {
             n: n as u32,
             keep: 1.0 - p,
             scale: 1.0 / (1.0 - p),
-            seed_lo: seed as u32,
-            seed_hi: (seed >> 32) as u32,
-            counter_lo: counter as u32,
-            counter_hi: (counter >> 32) as u32,
+            seed_lo,
+            seed_hi,
+            counter_lo,
+            counter_hi,
             _pad: 0,
         };
         gpu.dispatch(
@@ -134,15 +133,15 @@ impl Tensor {
         let gpu = self.gpu();
         let n = self.numel();
         let y = Tensor::alloc(gpu, "bernoulli", n)?;
-        let (seed, counter) = gpu.next_random_offset((n as u64).div_ceil(4));
+        let [seed_lo, seed_hi, counter_lo, counter_hi] = philox_words(gpu, n);
         let params = DropoutParams {
             n: n as u32,
             keep: 0.0,
             scale: 0.0,
-            seed_lo: seed as u32,
-            seed_hi: (seed >> 32) as u32,
-            counter_lo: counter as u32,
-            counter_hi: (counter >> 32) as u32,
+            seed_lo,
+            seed_hi,
+            counter_lo,
+            counter_hi,
             _pad: 0,
         };
         gpu.dispatch(
@@ -154,4 +153,17 @@ impl Tensor {
         );
         Ok(Tensor::from_storage(gpu, y, self.shape().clone()))
     }
+}
+
+/// Reserves the Philox counters for `n` random numbers (each Philox call yields 4, so one
+/// counter per 4 elements) and returns the kernel's key and first counter as 32-bit words:
+/// `[seed_lo, seed_hi, counter_lo, counter_hi]`.
+fn philox_words(gpu: &Gpu, n: usize) -> [u32; 4] {
+    let (seed, counter) = gpu.next_random_offset((n as u64).div_ceil(4));
+    [
+        seed as u32,
+        (seed >> 32) as u32,
+        counter as u32,
+        (counter >> 32) as u32,
+    ]
 }

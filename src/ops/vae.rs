@@ -33,6 +33,16 @@ fn check_pair(op: &'static str, mu: &Tensor, logvar: &Tensor) -> Result<()> {
     Ok(())
 }
 
+fn check_eps(op: &'static str, mu: &Tensor, eps: &Tensor) -> Result<()> {
+    if eps.shape() != mu.shape() {
+        return Err(Error::shape(
+            op,
+            format!("eps {} must match mu {}", eps.shape(), mu.shape()),
+        ));
+    }
+    Ok(())
+}
+
 /// The reparameterization trick: `z = mu + exp(logvar / 2) * eps`.
 ///
 /// Shapes: `mu`, `logvar`, `eps` and the result are all `(batch_size, latent_dim)`;
@@ -42,12 +52,7 @@ fn check_pair(op: &'static str, mu: &Tensor, logvar: &Tensor) -> Result<()> {
 /// Errors: [`Error::Shape`] if the three shapes differ or are not matrices.
 pub fn reparameterize(mu: &Tensor, logvar: &Tensor, eps: &Tensor) -> Result<Tensor> {
     check_pair("reparameterize", mu, logvar)?;
-    if eps.shape() != mu.shape() {
-        return Err(Error::shape(
-            "reparameterize",
-            format!("eps {} must match mu {}", eps.shape(), mu.shape()),
-        ));
-    }
+    check_eps("reparameterize", mu, eps)?;
     let gpu = mu.gpu();
     let n = mu.numel();
     let z = Tensor::alloc(gpu, "reparameterize", n)?;
@@ -148,12 +153,7 @@ pub fn kl_divergence(mu: &Tensor, logvar: &Tensor) -> Result<Tensor> {
 /// Errors: [`Error::Shape`] as for the two separate ops.
 pub fn reparameterize_kl(mu: &Tensor, logvar: &Tensor, eps: &Tensor) -> Result<(Tensor, Tensor)> {
     check_pair("reparameterize_kl", mu, logvar)?;
-    if eps.shape() != mu.shape() {
-        return Err(Error::shape(
-            "reparameterize_kl",
-            format!("eps {} must match mu {}", eps.shape(), mu.shape()),
-        ));
-    }
+    check_eps("reparameterize_kl", mu, eps)?;
     let gpu = mu.gpu();
     let (rows, dim) = (mu.dims()[0], mu.dims()[1]);
     let z = Tensor::alloc(gpu, "reparameterize_kl", rows * dim)?;

@@ -17,6 +17,20 @@ pub fn gpu() -> Gpu {
     GPU.with(|g| g.clone())
 }
 
+/// Runs `f` once per matmul path the adapter has (the generic one always, the texture one
+/// on adapters with 8-lane subgroups, such as lavapipe), restoring the default after.
+pub fn for_each_matmul_path(f: impl Fn(deepgen::gpu::MatmulPath)) {
+    use deepgen::gpu::MatmulPath;
+    let gpu = gpu();
+    let default = gpu.matmul_path();
+    for path in [MatmulPath::Generic, MatmulPath::Texture] {
+        if gpu.set_matmul_path(path) {
+            f(path);
+        }
+    }
+    gpu.set_matmul_path(default);
+}
+
 /// `n` values uniform in [lo, hi), seeded.
 pub fn rand_vec(n: usize, seed: u64, lo: f32, hi: f32) -> Vec<f32> {
     let mut rng = StdRng::seed_from_u64(seed);
