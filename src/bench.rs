@@ -373,6 +373,14 @@ fn cpu_time(plan: Plan, mut f: impl FnMut()) -> f64 {
     median(times)
 }
 
+/// The gradient of `t` in `grads`, host side; an error naming `op` if it has none.
+fn gradient(grads: &crate::Gradients, t: &Tensor, op: &str) -> Result<Vec<f32>> {
+    grads
+        .get(t)
+        .ok_or_else(|| Error::Invalid(format!("bench: {op} gave no gradient")))?
+        .to_vec()
+}
+
 /// Fails unless `got` matches `want` to [`TOLERANCE`]: max |got - want| / max |want|.
 fn check(kernel: &str, shape: &str, what: &str, got: &[f32], want: &[f64]) -> Result<()> {
     if got.len() != want.len() {
@@ -1172,6 +1180,33 @@ impl Suite<'_> {
         });
     }
 
+    /// Checks `op()` against the host values `want` once, then times it and adds its row.
+    fn forward_row(
+        &mut self,
+        kernel: &str,
+        shape: &str,
+        what: &str,
+        want: &[f64],
+        work: Work,
+        mut op: impl FnMut() -> Result<Tensor>,
+    ) -> Result<()> {
+        let _no_grad = crate::autograd::no_grad();
+        let got = op()?.to_vec()?;
+        check(kernel, shape, what, &got, want)?;
+        let seconds = time_calls(
+            self.gpu,
+            self.plan,
+            usize::MAX,
+            || Ok(()),
+            |()| {
+                op()?;
+                Ok(())
+            },
+        )?;
+        self.push(kernel, shape, seconds, work, op_timing(self.gpu), None);
+        Ok(())
+    }
+
     /// Seconds of the backward of `leaf.sum()` for a leaf shaped `dims`: the loss-gradient
     /// broadcast that every timed backward also runs, subtracted from it.
     fn sum_backward_seconds(&self, dims: &[usize], max_live: usize) -> Result<f64> {
@@ -1503,37 +1538,14 @@ impl Suite<'_> {
         let n = dims[0] * dims[1];
         let (a, ta) = self.tensor(&dims, -2.0, 2.0)?;
         let (b, tb) = self.tensor(&dims, -2.0, 2.0)?;
-        let got = {
-            let _no_grad = crate::autograd::no_grad();
-            op.run(&ta, &tb)?.to_vec()?
-        };
         let want: Vec<f64> = a
             .iter()
             .zip(&b)
             .map(|(&x, &y)| op.host(x as f64, y as f64))
             .collect();
-        check(kernel, &shape, "output", &got, &want)?;
-        let seconds = time_calls(
-            self.gpu,
-            self.plan,
-            usize::MAX,
-            || Ok(()),
-            |()| {
-                let _no_grad = crate::autograd::no_grad();
-                op.run(&ta, &tb)?;
-                Ok(())
-            },
-        )?;
         let floats = if op.binary() { 3 * n } else { 2 * n };
-        self.push(
-            kernel,
-            &shape,
-            seconds,
-            Work::per_element(n, op.flops(), floats),
-            op_timing(self.gpu),
-            None,
-        );
-        Ok(())
+        let work = Work::per_element(n, op.flops(), floats);
+        self.forward_row(kernel, &shape, "output", &want, work, || op.run(&ta, &tb))
     }
 
     /// `sum` (all elements), `sum_axis0` (column sums) and `sum_axis1` (row sums) of a matrix.
@@ -1560,32 +1572,9 @@ impl Suite<'_> {
                 .map(|row| row.iter().map(|&v| v as f64).sum())
                 .collect(),
         };
-        let got = {
-            let _no_grad = crate::autograd::no_grad();
-            op(&t)?.to_vec()?
-        };
-        check(kernel, &shape, "sums", &got, &want)?;
-        let seconds = time_calls(
-            self.gpu,
-            self.plan,
-            usize::MAX,
-            || Ok(()),
-            |()| {
-                let _no_grad = crate::autograd::no_grad();
-                op(&t)?;
-                Ok(())
-            },
-        )?;
         let n = rows * cols;
-        self.push(
-            kernel,
-            &shape,
-            seconds,
-            Work::per_element(n, 1.0, n + want.len()),
-            op_timing(self.gpu),
-            None,
-        );
-        Ok(())
+        let work = Work::per_element(n, 1.0, n + want.len());
+        self.forward_row(kernel, &shape, "sums", &want, work, || op(&t))
     }
 
     // --- the VAE's fused kernels -----------------------------------------------------------
@@ -1601,10 +1590,6 @@ impl Suite<'_> {
         let bce_host = |x: f64, t: f64| x.max(0.0) - x * t + (-x.abs()).exp().ln_1p();
         let sigmoid = |x: f64| 1.0 / (1.0 + (-x).exp());
         if self.wants("bce_with_logits", &bce_shape) {
-            let got = {
-                let _no_grad = crate::autograd::no_grad();
-                bce_with_logits(&x, &t)?.to_vec()?
-            };
             let want: Vec<f64> = (0..b)
                 .map(|r| {
                     (0..d)
@@ -1612,35 +1597,16 @@ impl Suite<'_> {
                         .sum()
                 })
                 .collect();
-            check("bce_with_logits", &bce_shape, "loss", &got, &want)?;
-            let seconds = time_calls(
-                self.gpu,
-                self.plan,
-                usize::MAX,
-                || Ok(()),
-                |()| {
-                    bce_with_logits(&x, &t)?;
-                    Ok(())
-                },
-            )?;
             // Counted per element: max, multiply, subtract, abs, exp, log1p, add, accumulate.
             let work = Work::per_element(b * d, 8.0, 2 * b * d + b);
-            self.push(
-                "bce_with_logits",
-                &bce_shape,
-                seconds,
-                work,
-                op_timing(self.gpu),
-                None,
-            );
+            self.forward_row("bce_with_logits", &bce_shape, "loss", &want, work, || {
+                bce_with_logits(&x, &t)
+            })?;
         }
         if self.wants("bce_with_logits_backward", &bce_shape) {
             let xg = x.clone().requires_grad_();
             let grads = bce_with_logits(&xg, &t)?.sum()?.backward()?;
-            let got = grads
-                .get(&xg)
-                .ok_or_else(|| Error::Invalid("bench: bce_with_logits gave no gradient".into()))?
-                .to_vec()?;
+            let got = gradient(&grads, &xg, "bce_with_logits")?;
             let want: Vec<f64> = xs
                 .iter()
                 .zip(&ts)
@@ -1671,10 +1637,6 @@ impl Suite<'_> {
         let (lvs, lv) = self.tensor(&[b, z], -2.0, 1.0)?;
         let (es, eps) = self.tensor(&[b, z], -2.0, 2.0)?;
         if self.wants("kl_divergence", &latent_shape) {
-            let got = {
-                let _no_grad = crate::autograd::no_grad();
-                kl_divergence(&mu, &lv)?.to_vec()?
-            };
             let want: Vec<f64> = (0..b)
                 .map(|r| {
                     -0.5 * (0..z)
@@ -1685,39 +1647,17 @@ impl Suite<'_> {
                         .sum::<f64>()
                 })
                 .collect();
-            check("kl_divergence", &latent_shape, "kl", &got, &want)?;
-            let seconds = time_calls(
-                self.gpu,
-                self.plan,
-                usize::MAX,
-                || Ok(()),
-                |()| {
-                    kl_divergence(&mu, &lv)?;
-                    Ok(())
-                },
-            )?;
             // Counted per element: add, subtract, square, exp, subtract, accumulate.
             let work = Work::per_element(b * z, 6.0, 2 * b * z + b);
-            self.push(
-                "kl_divergence",
-                &latent_shape,
-                seconds,
-                work,
-                op_timing(self.gpu),
-                None,
-            );
+            self.forward_row("kl_divergence", &latent_shape, "kl", &want, work, || {
+                kl_divergence(&mu, &lv)
+            })?;
         }
         if self.wants("kl_divergence_backward", &latent_shape) {
             let (mug, lvg) = (mu.clone().requires_grad_(), lv.clone().requires_grad_());
             let grads = kl_divergence(&mug, &lvg)?.sum()?.backward()?;
-            let got_mu = grads
-                .get(&mug)
-                .ok_or_else(|| Error::Invalid("bench: kl_divergence gave no gradient".into()))?
-                .to_vec()?;
-            let got_lv = grads
-                .get(&lvg)
-                .ok_or_else(|| Error::Invalid("bench: kl_divergence gave no gradient".into()))?
-                .to_vec()?;
+            let got_mu = gradient(&grads, &mug, "kl_divergence")?;
+            let got_lv = gradient(&grads, &lvg, "kl_divergence")?;
             let want_mu: Vec<f64> = mus.iter().map(|&m| m as f64).collect();
             let want_lv: Vec<f64> = lvs
                 .iter()
@@ -1750,42 +1690,19 @@ impl Suite<'_> {
             )?;
         }
         if self.wants("reparameterize", &latent_shape) {
-            let got = {
-                let _no_grad = crate::autograd::no_grad();
-                reparameterize(&mu, &lv, &eps)?.to_vec()?
-            };
             let want: Vec<f64> = (0..b * z)
                 .map(|i| mus[i] as f64 + (lvs[i] as f64 / 2.0).exp() * es[i] as f64)
                 .collect();
-            check("reparameterize", &latent_shape, "z", &got, &want)?;
-            let seconds = time_calls(
-                self.gpu,
-                self.plan,
-                usize::MAX,
-                || Ok(()),
-                |()| {
-                    reparameterize(&mu, &lv, &eps)?;
-                    Ok(())
-                },
-            )?;
             // Counted per element: halve, exp, multiply, add.
             let work = Work::per_element(b * z, 4.0, 4 * b * z);
-            self.push(
-                "reparameterize",
-                &latent_shape,
-                seconds,
-                work,
-                op_timing(self.gpu),
-                None,
-            );
+            self.forward_row("reparameterize", &latent_shape, "z", &want, work, || {
+                reparameterize(&mu, &lv, &eps)
+            })?;
         }
         if self.wants("reparameterize_backward", &latent_shape) {
             let (mug, lvg) = (mu.clone().requires_grad_(), lv.clone().requires_grad_());
             let grads = reparameterize(&mug, &lvg, &eps)?.sum()?.backward()?;
-            let got = grads
-                .get(&lvg)
-                .ok_or_else(|| Error::Invalid("bench: reparameterize gave no gradient".into()))?
-                .to_vec()?;
+            let got = gradient(&grads, &lvg, "reparameterize")?;
             let want: Vec<f64> = (0..b * z)
                 .map(|i| es[i] as f64 * (lvs[i] as f64 / 2.0).exp() / 2.0)
                 .collect();
