@@ -13,7 +13,7 @@
 use std::time::Instant;
 
 use crate::error::{Error, Result};
-use crate::gpu::Gpu;
+use crate::gpu::{Gpu, TimestampPair};
 use crate::ops::{
     Conv2dOptions, bce_with_logits, conv_transpose2d, conv2d, kl_divergence, reparameterize,
 };
@@ -514,8 +514,8 @@ const COPY_GROUPS: u32 = 4096;
 /// device has them.
 struct Stopwatch<'a> {
     gpu: &'a Gpu,
-    /// Query set of two timestamps, its resolve buffer and readback buffer.
-    queries: Option<(wgpu::QuerySet, wgpu::Buffer, wgpu::Buffer)>,
+    /// The two timestamps, where the device has timestamp queries.
+    queries: Option<TimestampPair>,
 }
 
 impl<'a> Stopwatch<'a> {
@@ -524,26 +524,7 @@ impl<'a> Stopwatch<'a> {
         let queries = device
             .features()
             .contains(wgpu::Features::TIMESTAMP_QUERY)
-            .then(|| {
-                let set = device.create_query_set(&wgpu::QuerySetDescriptor {
-                    label: Some("deepgen bench timestamps"),
-                    ty: wgpu::QueryType::Timestamp,
-                    count: 2,
-                });
-                let resolve = device.create_buffer(&wgpu::BufferDescriptor {
-                    label: Some("deepgen bench timestamp resolve"),
-                    size: 16,
-                    usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
-                    mapped_at_creation: false,
-                });
-                let readback = device.create_buffer(&wgpu::BufferDescriptor {
-                    label: Some("deepgen bench timestamp readback"),
-                    size: 16,
-                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                    mapped_at_creation: false,
-                });
-                (set, resolve, readback)
-            });
+            .then(|| TimestampPair::new(device));
         Stopwatch { gpu, queries }
     }
 
@@ -562,10 +543,9 @@ impl<'a> Stopwatch<'a> {
         let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
             label: Some("deepgen bench probe"),
         });
-        record(&mut encoder, self.queries.as_ref().map(|q| &q.0));
-        if let Some((set, resolve, readback)) = &self.queries {
-            encoder.resolve_query_set(set, 0..2, resolve, 0);
-            encoder.copy_buffer_to_buffer(resolve, 0, readback, 0, 16);
+        record(&mut encoder, self.queries.as_ref().map(|q| &q.set));
+        if let Some(pair) = &self.queries {
+            pair.resolve(&mut encoder);
         }
         let start = Instant::now();
         queue.submit([encoder.finish()]);
@@ -578,48 +558,16 @@ impl<'a> Stopwatch<'a> {
                 return Err(Error::Gpu(format!("bench probe: {e}")));
             }
         }
-        let Some((_, _, readback)) = &self.queries else {
+        let Some(pair) = &self.queries else {
             return Ok((host, TIMING_HOST));
         };
-        let ticks = read_timestamps(self.gpu, readback)?;
+        let ticks = pair.read(self.gpu)?;
         let period_ns = queue.get_timestamp_period() as f64;
         if ticks[0] == 0 || ticks[1] <= ticks[0] || period_ns <= 0.0 {
             return Ok((host, TIMING_HOST));
         }
         Ok(((ticks[1] - ticks[0]) as f64 * period_ns * 1e-9, TIMING_GPU))
     }
-}
-
-/// Maps the 16-byte timestamp readback buffer and returns its two ticks.
-fn read_timestamps(gpu: &Gpu, readback: &wgpu::Buffer) -> Result<[u64; 2]> {
-    let status = std::sync::Arc::new(std::sync::Mutex::new(None));
-    let shared = status.clone();
-    readback.map_async(wgpu::MapMode::Read, .., move |r| {
-        if let Ok(mut s) = shared.lock() {
-            *s = Some(r.map_err(|e| e.to_string()));
-        }
-    });
-    gpu.device()
-        .poll(wgpu::PollType::wait_indefinitely())
-        .map_err(|e| Error::Gpu(e.to_string()))?;
-    let mapped = status
-        .lock()
-        .map_err(|_| Error::Gpu("bench: timestamp map state poisoned".into()))?
-        .take();
-    match mapped {
-        Some(Ok(())) => {}
-        Some(Err(e)) => return Err(Error::Gpu(format!("bench: mapping timestamps: {e}"))),
-        None => return Err(Error::Gpu("bench: timestamp readback never mapped".into())),
-    }
-    let ticks = {
-        let view = readback
-            .get_mapped_range(..)
-            .map_err(|e| Error::Gpu(format!("bench: timestamp readback: {e:?}")))?;
-        let words: &[u64] = bytemuck::cast_slice(&view);
-        [words[0], words[1]]
-    };
-    readback.unmap();
-    Ok(ticks)
 }
 
 /// Timestamp writes for a pass: `begin` writes query 0 at its start, `end` query 1 at its end.

@@ -15,6 +15,7 @@
 mod buffer;
 mod device;
 pub mod kernel;
+mod timer;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -29,6 +30,7 @@ use buffer::{BufferPool, RawBuffer};
 pub use device::ADAPTER_ENV;
 use kernel::KernelCache;
 pub use kernel::{Kernel, KernelSpec, ShaderFile};
+pub(crate) use timer::TimestampPair;
 
 use crate::error::{Error, Result};
 
@@ -716,47 +718,20 @@ impl Gpu {
         }
         self.flush();
         let device = &self.inner.device;
-        let queries = device.create_query_set(&wgpu::QuerySetDescriptor {
-            label: Some("deepgen timer"),
-            ty: wgpu::QueryType::Timestamp,
-            count: 2,
-        });
-        let resolved = device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("deepgen timer resolve"),
-            size: 16,
-            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
-            mapped_at_creation: false,
-        });
-        let readback = device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("deepgen timer readback"),
-            size: 16,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
+        let pair = TimestampPair::new(device);
         {
             let mut batch = self.inner.batch.borrow_mut();
-            Self::encoder(&mut batch, device).write_timestamp(&queries, 0);
+            Self::encoder(&mut batch, device).write_timestamp(&pair.set, 0);
         }
         record()?;
         {
             let mut batch = self.inner.batch.borrow_mut();
             let encoder = Self::encoder(&mut batch, device);
-            encoder.write_timestamp(&queries, 1);
-            encoder.resolve_query_set(&queries, 0..2, &resolved, 0);
-            encoder.copy_buffer_to_buffer(&resolved, 0, &readback, 0, 16);
+            encoder.write_timestamp(&pair.set, 1);
+            pair.resolve(encoder);
         }
         self.flush();
-        readback.map_async(wgpu::MapMode::Read, .., |_| {});
-        device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| Error::Gpu(e.to_string()))?;
-        let ticks: Vec<u64> = bytemuck::cast_slice(
-            &readback
-                .get_mapped_range(..)
-                .map_err(|e| Error::Gpu(format!("{e:?}")))?,
-        )
-        .to_vec();
-        readback.unmap();
+        let ticks = pair.read(self)?;
         let period = self.inner.queue.get_timestamp_period() as f64;
         Ok(Some(
             ticks[1].saturating_sub(ticks[0]) as f64 * period * 1e-9,
