@@ -16,7 +16,7 @@ use nalgebra::{DMatrix, DVector, SymmetricEigen};
 use crate::autograd::no_grad;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::models::{Classifier, FEATURE_DIM};
+use crate::models::{Classifier, FEATURE_DIM, predicted_class};
 use crate::tensor::Tensor;
 
 /// Mean and (unbiased) covariance of `n` feature rows of length `d`.
@@ -90,12 +90,7 @@ pub fn features_and_classes(
         let f = classifier.features(&x)?;
         let logits = classifier.classify_features(&f)?.to_vec()?;
         feats.extend(f.to_vec()?.into_iter().map(f64::from));
-        classes.extend(logits.chunks_exact(10).map(|row| {
-            row.iter()
-                .enumerate()
-                .max_by(|a, b| a.1.total_cmp(b.1))
-                .map_or(0, |(c, _)| c)
-        }));
+        classes.extend(logits.chunks_exact(10).map(predicted_class));
     }
     Ok((feats, classes))
 }
@@ -103,14 +98,21 @@ pub fn features_and_classes(
 /// Entropy (nats) of the histogram of predicted classes: ln 10 = 2.303 when all ten digits
 /// are equally frequent, 0 when every sample is the same digit.
 pub fn class_entropy(classes: &[usize], num_classes: usize) -> f64 {
-    let mut counts = vec![0usize; num_classes];
-    for &c in classes {
-        counts[c.min(num_classes - 1)] += 1;
-    }
+    let counts = class_histogram(classes, num_classes);
     let n = classes.len().max(1) as f64;
     -counts
         .iter()
         .filter(|&&c| c > 0)
         .map(|&c| c as f64 / n * (c as f64 / n).ln())
         .sum::<f64>()
+}
+
+/// How many of `classes` fall in each of `num_classes` classes (out-of-range values count as
+/// the last class).
+pub fn class_histogram(classes: &[usize], num_classes: usize) -> Vec<usize> {
+    let mut counts = vec![0usize; num_classes];
+    for &c in classes {
+        counts[c.min(num_classes - 1)] += 1;
+    }
+    counts
 }

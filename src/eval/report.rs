@@ -8,7 +8,9 @@ use serde::Serialize;
 use crate::checkpoint::{self, Checkpoint};
 use crate::data::Mnist;
 use crate::error::{Error, Result};
-use crate::eval::frechet::{class_entropy, features_and_classes, frechet_distance};
+use crate::eval::frechet::{
+    class_entropy, class_histogram, features_and_classes, frechet_distance,
+};
 use crate::eval::likelihood::likelihood;
 use crate::gpu::Gpu;
 use crate::models::{Classifier, FEATURE_DIM, ModelKind};
@@ -137,10 +139,6 @@ pub fn evaluate(gpu: &Gpu, path: &Path, opts: &EvalOptions) -> Result<EvalReport
         let n_train = mnist.test.len().min(mnist.train.len());
         let (train_features, _) =
             features_and_classes(&classifier, gpu, &mnist.train.images[..n_train * 784])?;
-        let mut histogram = vec![0usize; 10];
-        for &c in &gen_classes {
-            histogram[c] += 1;
-        }
         report.classifier_fid = Some(frechet_distance(
             &gen_features,
             &test_features,
@@ -152,7 +150,7 @@ pub fn evaluate(gpu: &Gpu, path: &Path, opts: &EvalOptions) -> Result<EvalReport
             FEATURE_DIM,
         )?);
         report.class_entropy = Some(class_entropy(&gen_classes, 10));
-        report.class_histogram = Some(histogram);
+        report.class_histogram = Some(class_histogram(&gen_classes, 10));
         report.samples = Some(opts.fid_samples);
         report.classifier = Some(opts.classifier.display().to_string());
     }

@@ -102,3 +102,13 @@ impl Module for Classifier {
         self.dropout.set_training(training);
     }
 }
+
+/// The predicted digit of one row of class logits: the index of the largest (0 for an empty
+/// row).
+pub fn predicted_class(logits: &[f32]) -> usize {
+    logits
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map_or(0, |(c, _)| c)
+}

@@ -14,7 +14,7 @@ mod gan;
 mod vae;
 
 pub use autoencoder::Autoencoder;
-pub use classifier::{Classifier, FEATURE_DIM};
+pub use classifier::{Classifier, FEATURE_DIM, predicted_class};
 pub use conv_vae::ConvVae;
 pub use dbvae::{DbVae, DbVaeOutput};
 pub use dcgan::Dcgan;

@@ -9,7 +9,7 @@ use crate::autograd::no_grad;
 use crate::data::{Batches, Dataset};
 use crate::error::Result;
 use crate::gpu::Gpu;
-use crate::models::{Classifier, ModelKind};
+use crate::models::{Classifier, ModelKind, predicted_class};
 use crate::nn::Module;
 use crate::ops::softmax_cross_entropy;
 use crate::optim::Adam;
@@ -55,12 +55,7 @@ pub fn evaluate_classifier(model: &Classifier, gpu: &Gpu, data: &Dataset) -> Res
             loss_sum.add(&softmax_cross_entropy(&logits, &labels(gpu, data, chunk)?)?.sum()?)?;
         let host = logits.to_vec()?;
         for (row, &i) in host.chunks_exact(10).zip(chunk) {
-            let predicted = row
-                .iter()
-                .enumerate()
-                .max_by(|a, b| a.1.total_cmp(b.1))
-                .map(|(c, _)| c);
-            correct += (predicted == Some(data.labels[i] as usize)) as usize;
+            correct += (predicted_class(row) == data.labels[i] as usize) as usize;
         }
     }
     model.set_training(true);
