@@ -5,10 +5,15 @@
 //   matmul_texture_nt: C = A (M x K) * B^T, B stored (N x K)  lane block 6 rows x 4 columns (stride 8)
 //   matmul_texture_tn: C = A^T * B, A stored (K x M)          lane block 8 rows x 4 columns
 //
-// Bindings: 0 ta, 1 tb: the stored A and B as read-only rgba32float storage textures in the
-// "flat" layout (texel t holds floats 4t..4t+3 of the row-major matrix; texture row y holds
-// texels y * 2^shift ..), filled by copy_buffer_to_texture; 2 bias (read buffer, read only when
-// epilogue > 0); 3 c (read_write buffer); 4 TexMatmulParams (uniform).
+// Bindings: 0 ta, 1 tb: the stored A and B as read-only rgba32float storage textures, filled by
+// copy_buffer_to_texture in one of two layouts, chosen per operand by the override constants
+// A_ROWS and B_ROWS (src/gpu/mod.rs, TexLayout):
+//   rows (1): matrix row r is texture row r, texel x holds floats 4x..4x+3 of it, and each
+//             row is padded by 64 bytes; a texel's coordinates are (x, r), no arithmetic;
+//   flat (0): texel t holds floats 4t..4t+3 of the row-major matrix and texture row y holds
+//             texels y * 2^shift ..; any shape fits, at a mask and a shift per load.
+// 2 bias (read buffer, read only when epilogue > 0); 3 c (read_write buffer);
+// 4 TexMatmulParams (uniform).
 // Epilogue as in matmul.wgsl: 0 C, 1 C + bias[col], 2 relu(C + bias), 3 leaky_relu(C + bias, slope). Requires the contiguous dimension of each stored operand to be
 // a multiple of 4 (NN: K and N; NT: K; TN: M and N).
 // Dispatch grid: (ceil(M / R), ceil(N / 32), 1) workgroups of 8 invocations (one subgroup),
@@ -26,6 +31,9 @@
 // - Blocks are plain structs, not arrays: llvmpipe keeps struct fields in registers, while
 //   arrays indexed in loops were spilled (24 vs 40 GFLOP/s).
 // - Workgroup memory and barriers would not help here: workgroup loads are per-lane loops too.
+// - Address arithmetic per load costs: at 1024^3 the rows layout runs NN at 42-44 GFLOP/s
+//   where the flat one runs 32-33, on the same bytes; the padding stops 4 KiB row pitches
+//   from mapping a column strip onto one cache set (NT 28 -> 58 GFLOP/s).
 // Edges: out-of-range rows and columns read garbage or zeros that land only in discarded
 // outputs; the K loop runs whole 8-lane blocks, then a tail without broadcasts; stores are guarded.
 
@@ -40,6 +48,10 @@ struct TexMatmulParams {
     _pad0: u32,
     _pad1: u32,
 }
+
+// 1: A (resp. B) is in the rows layout; 0: flat.
+override A_ROWS: u32 = 0u;
+override B_ROWS: u32 = 0u;
 
 @group(0) @binding(0) var ta: texture_storage_2d<rgba32float, read>;
 @group(0) @binding(1) var tb: texture_storage_2d<rgba32float, read>;
@@ -80,6 +92,21 @@ fn texel(t: u32) -> vec2<i32> {
     return vec2<i32>(i32(t & ((1u << p.shift) - 1u)), i32(t >> p.shift));
 }
 
+// Texel x of row `row` of stored A (B), whose rows are `row_texels` texels long.
+fn at(row: u32, x: u32, row_texels: u32) -> vec2<i32> {
+    if (A_ROWS != 0u) {
+        return vec2<i32>(i32(x), i32(row));
+    }
+    return texel(row * row_texels + x);
+}
+
+fn bt(row: u32, x: u32, row_texels: u32) -> vec2<i32> {
+    if (B_ROWS != 0u) {
+        return vec2<i32>(i32(x), i32(row));
+    }
+    return texel(row * row_texels + x);
+}
+
 fn store(row: u32, col: u32, v: f32) {
     if (row < p.m && col < p.n) {
         var y = v;
@@ -101,11 +128,11 @@ fn store(row: u32, col: u32, v: f32) {
 fn load_a_nn(row0: u32, kq: u32) -> Vec4x8 {
     let pa = p.k / 4u;
     var a = zeros();
-    a.v0 = textureLoad(ta, texel(row0 * pa + kq));
-    a.v1 = textureLoad(ta, texel((row0 + 1u) * pa + kq));
-    a.v2 = textureLoad(ta, texel((row0 + 2u) * pa + kq));
-    a.v3 = textureLoad(ta, texel((row0 + 3u) * pa + kq));
-    a.v4 = textureLoad(ta, texel((row0 + 4u) * pa + kq));
+    a.v0 = textureLoad(ta, at(row0, kq, pa));
+    a.v1 = textureLoad(ta, at(row0 + 1u, kq, pa));
+    a.v2 = textureLoad(ta, at(row0 + 2u, kq, pa));
+    a.v3 = textureLoad(ta, at(row0 + 3u, kq, pa));
+    a.v4 = textureLoad(ta, at(row0 + 4u, kq, pa));
     return a;
 }
 
@@ -114,7 +141,7 @@ fn update_nn(acc: Vec4x8, a: Vec4x8, kq: u32, cq: u32) -> Vec4x8 {
     var o = acc;
     let pb = p.n / 4u;
     for (var e = 0u; e < 4u; e++) {
-        let b = textureLoad(tb, texel((4u * kq + e) * pb + cq));
+        let b = textureLoad(tb, bt(4u * kq + e, cq, pb));
         o.v0 += a.v0[e] * b;
         o.v1 += a.v1[e] * b;
         o.v2 += a.v2[e] * b;
@@ -160,7 +187,7 @@ fn matmul_texture_nn(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_inv
 // A(row0 + r, 4kq .. 4kq + 3) for r < 6.
 fn load_a_nt(row0: u32, kq: u32) -> Vec4x8 {
     var a = load_a_nn(row0, kq);
-    a.v5 = textureLoad(ta, texel((row0 + 5u) * (p.k / 4u) + kq));
+    a.v5 = textureLoad(ta, at(row0 + 5u, kq, p.k / 4u));
     return a;
 }
 
@@ -170,10 +197,10 @@ fn update_nt(acc: Vec4x8, a: Vec4x8, kq: u32, cb: u32) -> Vec4x8 {
     let pb = p.k / 4u;
     // Columns of bt are the four B rows: a * bt = (dot(a, b0), .., dot(a, b3)).
     let bt = mat4x4<f32>(
-        textureLoad(tb, texel(cb * pb + kq)),
-        textureLoad(tb, texel((cb + 8u) * pb + kq)),
-        textureLoad(tb, texel((cb + 16u) * pb + kq)),
-        textureLoad(tb, texel((cb + 24u) * pb + kq)),
+        textureLoad(tb, bt(cb, kq, pb)),
+        textureLoad(tb, bt(cb + 8u, kq, pb)),
+        textureLoad(tb, bt(cb + 16u, kq, pb)),
+        textureLoad(tb, bt(cb + 24u, kq, pb)),
     );
     var o = acc;
     o.v0 += a.v0 * bt;
@@ -221,16 +248,16 @@ fn matmul_texture_nt(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_inv
 
 // A^T(row0 .. row0 + 7, k) = stored A(k, row0 .. row0 + 7): two texels (row0 is a multiple of 8).
 fn load_a_tn(row0: u32, k: u32) -> Vec4x8 {
-    let t = k * (p.m / 4u) + row0 / 4u;
+    let pa = p.m / 4u;
     var a = zeros();
-    a.v0 = textureLoad(ta, texel(t));
-    a.v1 = textureLoad(ta, texel(t + 1u));
+    a.v0 = textureLoad(ta, at(k, row0 / 4u, pa));
+    a.v1 = textureLoad(ta, at(k, row0 / 4u + 1u, pa));
     return a;
 }
 
 // acc[r] += A^T(row0 + r, k) B(k, 4cq .. 4cq + 3): one rank-1 update.
 fn update_tn(acc: Vec4x8, a: Vec4x8, k: u32, cq: u32) -> Vec4x8 {
-    let b = textureLoad(tb, texel(k * (p.n / 4u) + cq));
+    let b = textureLoad(tb, bt(k, cq, p.n / 4u));
     var o = acc;
     o.v0 += a.v0.x * b;
     o.v1 += a.v0.y * b;

@@ -73,6 +73,30 @@ fn matmul_matches_reference_at_vae_shapes() {
 }
 
 #[test]
+fn matmul_matches_reference_in_both_texture_layouts() {
+    // Stored operands whose rows are a multiple of 64 floats go into the padded rows layout,
+    // the others into the flat one; these shapes give each kernel both, alone and mixed,
+    // with row counts of 1, 7 and 33 (see TexLayout in src/gpu/mod.rs).
+    for_each_matmul_path(|_| {
+        for (i, &(m, k, n)) in [
+            (33, 64, 64),
+            (7, 64, 128),
+            (64, 128, 7),
+            (128, 33, 64),
+            (4, 200, 64),
+            (64, 12, 20),
+            (1, 64, 64),
+            (8, 64, 1),
+        ]
+        .iter()
+        .enumerate()
+        {
+            check_matmul(m, k, n, 40 + i as u64);
+        }
+    });
+}
+
+#[test]
 fn matmul_refuses_mismatched_shapes() {
     let a = tensor(&[0.0; 6], &[2, 3]);
     let b = tensor(&[0.0; 8], &[4, 2]);

@@ -97,7 +97,7 @@ pub struct AdapterSummary {
 pub enum MatmulPath {
     /// `shaders/matmul.wgsl`: storage buffers, any adapter, any size.
     Generic,
-    /// `shaders/matmul_texture.wgsl`: operands in flat rgba32float textures, 8-lane subgroups;
+    /// `shaders/matmul_texture.wgsl`: operands copied into rgba32float textures, 8-lane subgroups;
     /// used for shapes whose stored operands have a contiguous dimension divisible by 4.
     Texture,
 }
@@ -105,11 +105,37 @@ pub enum MatmulPath {
 /// Environment variable that forces the generic matmul (`DEEPGEN_MATMUL=generic`).
 pub const MATMUL_ENV: &str = "DEEPGEN_MATMUL";
 
-/// A matrix copied into a flat rgba32float texture (texel t = floats 4t..4t+3, 2^shift
-/// texels per texture row), the operand layout of `matmul_texture.wgsl`.
-pub(crate) struct FlatTexture {
+/// Texels of padding after each matrix row in [`TexLayout::Rows`]: 64 bytes, so that a row
+/// pitch that is a multiple of 4 KiB (e.g. 1024 floats) does not map every row of a column
+/// strip to the same cache set. At 1024^3 this took `matmul_nt` from 28 to 58 GFLOP/s on
+/// lavapipe (benches/NOTES.md).
+pub(crate) const ROW_PAD_TEXELS: usize = 4;
+
+/// How a matrix sits in an rgba32float operand texture of `matmul_texture.wgsl`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TexLayout {
+    /// Texel t holds floats 4t..4t+3 of the row-major matrix, 2^shift texels per texture row:
+    /// any shape fits, at the cost of a mask and a shift per load.
+    Flat {
+        /// log2 of the texture's width in texels.
+        shift: u32,
+    },
+    /// Matrix row r is texture row r (texels 0..cols/4, then [`ROW_PAD_TEXELS`] of padding):
+    /// a texel's coordinates are (column / 4, row) with no arithmetic.
+    Rows,
+}
+
+/// A texture kept for operand copies of one shape (reused by every matmul of that shape).
+pub(crate) struct TextureSlot {
     view: wgpu::TextureView,
     id: u64,
+}
+
+/// A matrix copied into a matmul operand texture, and its layout.
+pub(crate) struct OperandTexture {
+    slot: std::rc::Rc<TextureSlot>,
+    /// How the matrix sits in the texture.
+    pub layout: TexLayout,
 }
 
 /// Commands recorded but not yet submitted.
@@ -145,8 +171,8 @@ struct GpuInner {
     texture_matmul_supported: bool,
     /// The matmul path in use.
     matmul_path: Cell<MatmulPath>,
-    /// Flat textures by (shift, height, operand slot), reused by every matmul of that size.
-    textures: RefCell<HashMap<(u32, u32, u8), std::rc::Rc<FlatTexture>>>,
+    /// Operand textures by (width, height, operand slot), reused by every matmul of that size.
+    textures: RefCell<HashMap<(u32, u32, u8), std::rc::Rc<TextureSlot>>>,
     next_texture_id: Cell<u64>,
     /// See [`Gpu::row_workgroup`].
     row_workgroup: u32,
@@ -357,25 +383,39 @@ impl Gpu {
         (6..=max.ilog2()).find(|&s| texels.div_ceil(1 << s) <= max)
     }
 
-    /// Copies `numel` floats of `src` (numel divisible by 4) into the flat texture of operand
-    /// `slot` for that size (2^shift texels wide), in stream order, and returns it. The texture is reused by every
-    /// later matmul of the same size: the copy for the next one is ordered after this one's reads.
-    pub(crate) fn flat_texture(
+    /// Copies the row-major `rows` x `cols` matrix in `src` (cols divisible by 4) into the
+    /// texture of operand `slot` for that shape, in stream order, and returns it. The texture
+    /// is reused by every later matmul of the same shape: the copy for the next one is ordered
+    /// after this one's reads.
+    ///
+    /// The layout is [`TexLayout::Rows`] when one copy can write it (`cols` a multiple of 64,
+    /// since a copy's `bytes_per_row` must be a multiple of 256) and the rows fit the texture
+    /// height limit; otherwise [`TexLayout::Flat`] with 2^`shift` texels per texture row.
+    pub(crate) fn operand_texture(
         &self,
         src: &Storage,
-        numel: usize,
+        (rows, cols): (usize, usize),
         slot: u8,
         shift: u32,
-    ) -> std::rc::Rc<FlatTexture> {
-        debug_assert!(numel.is_multiple_of(4) && numel > 0);
-        let texels = (numel / 4) as u32;
-        let width = 1u32 << shift;
-        let height = texels.div_ceil(width);
+    ) -> std::rc::Rc<OperandTexture> {
+        debug_assert!(cols.is_multiple_of(4) && rows * cols > 0);
+        let max = self.inner.device.limits().max_texture_dimension_2d as usize;
+        let row_texels = (cols / 4) as u32;
+        let layout = if cols.is_multiple_of(64) && rows <= max && cols / 4 + ROW_PAD_TEXELS <= max {
+            TexLayout::Rows
+        } else {
+            TexLayout::Flat { shift }
+        };
+        let texels = (rows * cols / 4) as u32;
+        let (width, height) = match layout {
+            TexLayout::Rows => (row_texels + ROW_PAD_TEXELS as u32, rows as u32),
+            TexLayout::Flat { shift } => (1u32 << shift, texels.div_ceil(1 << shift)),
+        };
         let tex = self
             .inner
             .textures
             .borrow_mut()
-            .entry((shift, height, slot))
+            .entry((width, height, slot))
             .or_insert_with(|| {
                 let texture = self.inner.device.create_texture(&wgpu::TextureDescriptor {
                     label: Some("deepgen matmul operand"),
@@ -393,24 +433,26 @@ impl Gpu {
                 });
                 let id = self.inner.next_texture_id.get();
                 self.inner.next_texture_id.set(id + 1);
-                std::rc::Rc::new(FlatTexture {
+                std::rc::Rc::new(TextureSlot {
                     view: texture.create_view(&Default::default()),
                     id,
                 })
             })
             .clone();
         let texture = tex.view.texture();
-        let full_rows = texels / width;
-        let rest = texels % width;
         let mut batch = self.inner.batch.borrow_mut();
         let encoder = Self::encoder(&mut batch, &self.inner.device);
-        let copy = |encoder: &mut wgpu::CommandEncoder, offset: u64, y: u32, extent: (u32, u32)| {
+        // Rows of `bytes_per_row` bytes of the buffer, from `offset`, into texture rows from y.
+        let copy = |encoder: &mut wgpu::CommandEncoder,
+                    (offset, bytes_per_row): (u64, u32),
+                    y: u32,
+                    extent: (u32, u32)| {
             encoder.copy_buffer_to_texture(
                 wgpu::TexelCopyBufferInfo {
                     buffer: src.buffer(),
                     layout: wgpu::TexelCopyBufferLayout {
                         offset,
-                        bytes_per_row: Some(width * 16),
+                        bytes_per_row: Some(bytes_per_row),
                         rows_per_image: None,
                     },
                 },
@@ -427,18 +469,21 @@ impl Gpu {
                 },
             );
         };
-        if full_rows > 0 {
-            copy(encoder, 0, 0, (width, full_rows));
+        match layout {
+            TexLayout::Rows => copy(encoder, (0, row_texels * 16), 0, (row_texels, height)),
+            TexLayout::Flat { .. } => {
+                let full_rows = texels / width;
+                let rest = texels % width;
+                if full_rows > 0 {
+                    copy(encoder, (0, width * 16), 0, (width, full_rows));
+                }
+                if rest > 0 {
+                    let offset = full_rows as u64 * width as u64 * 16;
+                    copy(encoder, (offset, width * 16), full_rows, (rest, 1));
+                }
+            }
         }
-        if rest > 0 {
-            copy(
-                encoder,
-                full_rows as u64 * width as u64 * 16,
-                full_rows,
-                (rest, 1),
-            );
-        }
-        tex
+        std::rc::Rc::new(OperandTexture { slot: tex, layout })
     }
 
     /// Largest storage binding, bytes; ops refuse tensors larger than this.
@@ -546,7 +591,7 @@ impl Gpu {
     fn bind_group(
         &self,
         spec: KernelSpec,
-        textures: &[&FlatTexture],
+        textures: &[&OperandTexture],
         buffers: &[&Storage],
     ) -> wgpu::BindGroup {
         let mut key = Vec::with_capacity(textures.len() + buffers.len() + 1);
@@ -555,7 +600,7 @@ impl Gpu {
                 | ((spec.texture_inputs as u64) << 16)
                 | spec.outputs as u64,
         );
-        key.extend(textures.iter().map(|t| t.id));
+        key.extend(textures.iter().map(|t| t.slot.id));
         key.extend(buffers.iter().map(|b| b.id()));
         if let Some(bg) = self.inner.bind_groups.borrow().get(&key) {
             return bg.clone();
@@ -563,7 +608,7 @@ impl Gpu {
         let layout = self.inner.kernels.layout(&self.inner.device, &spec);
         let resources = textures
             .iter()
-            .map(|t| wgpu::BindingResource::TextureView(&t.view))
+            .map(|t| wgpu::BindingResource::TextureView(&t.slot.view))
             .chain(buffers.iter().map(|b| b.buffer().as_entire_binding()));
         let mut entries: Vec<wgpu::BindGroupEntry> = resources
             .enumerate()
@@ -613,13 +658,13 @@ impl Gpu {
         self.dispatch_textures(kernel, constants, &[], buffers, params, groups);
     }
 
-    /// [`Gpu::dispatch`] for kernels whose first `spec.texture_inputs` inputs are flat
+    /// [`Gpu::dispatch`] for kernels whose first `spec.texture_inputs` inputs are operand
     /// textures: `textures` bind first, then `buffers`.
     pub(crate) fn dispatch_textures<P: bytemuck::Pod>(
         &self,
         kernel: Kernel,
         constants: &[(&'static str, f64)],
-        textures: &[&FlatTexture],
+        textures: &[&OperandTexture],
         buffers: &[&Storage],
         params: &P,
         groups: [u32; 3],

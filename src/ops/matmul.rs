@@ -10,7 +10,7 @@
 //! | C = A^T B (`matmul_tn`) | B dC^T  (`matmul_nt`) | A dC    (`matmul`)    |
 
 use crate::error::{Error, Result};
-use crate::gpu::{Kernel, MatmulPath, Storage};
+use crate::gpu::{Kernel, MatmulPath, OperandTexture, Storage, TexLayout};
 use crate::ops::elementwise::{Unary, UnaryParams, unary_backward};
 use crate::tensor::Tensor;
 
@@ -42,7 +42,7 @@ pub struct TexMatmulParams {
     pub n: u32,
     /// The contracted dimension.
     pub k: u32,
-    /// log2 of the operand textures' width in texels.
+    /// log2 of the width in texels of the operand textures in the flat layout.
     pub shift: u32,
     /// As in [`MatmulParams`].
     pub epilogue: u32,
@@ -164,8 +164,12 @@ fn dispatch_matmul(
             Layout::NT => (Kernel::MatmulTextureNT, 6),
             Layout::TN => (Kernel::MatmulTextureTN, 8),
         };
-        let ta = gpu.flat_texture(a.storage(), a.numel(), 0, shift);
-        let tb = gpu.flat_texture(b.storage(), b.numel(), 1, shift);
+        let stored = |t: &Tensor| (t.dims()[0], t.dims()[1]);
+        let ta = gpu.operand_texture(a.storage(), stored(a), 0, shift);
+        let tb = gpu.operand_texture(b.storage(), stored(b), 1, shift);
+        // Each operand's addressing is compiled in (a pipeline per combination).
+        let rows_layout = |t: &OperandTexture| f64::from(u8::from(t.layout == TexLayout::Rows));
+        let constants = [("A_ROWS", rows_layout(&ta)), ("B_ROWS", rows_layout(&tb))];
         let params = TexMatmulParams {
             m: m as u32,
             n: n as u32,
@@ -178,7 +182,7 @@ fn dispatch_matmul(
         let groups = [(m as u32).div_ceil(rows), (n as u32).div_ceil(32), 1];
         gpu.dispatch_textures(
             kernel,
-            &[],
+            &constants,
             &[&ta, &tb],
             &[bias_storage, &out],
             &params,
