@@ -6,6 +6,7 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::{Kernel, WORKGROUP_1D, grid_1d};
+use crate::ops::rows_grid;
 use crate::tensor::Tensor;
 
 /// Params of the per-row kernels of `loss.wgsl` and `vae.wgsl`.
@@ -18,16 +19,6 @@ pub struct RowParams {
     pub dim: u32,
     /// Padding to 16 bytes.
     pub _pad: [u32; 2],
-}
-
-fn rows_grid(rows: usize) -> [u32; 3] {
-    let rows = rows as u32;
-    if rows <= 65_535 {
-        [rows, 1, 1]
-    } else {
-        let y = rows.div_ceil(65_535);
-        [rows.div_ceil(y), y, 1]
-    }
 }
 
 fn check_same(op: &'static str, x: &Tensor, t: &Tensor) -> Result<()> {

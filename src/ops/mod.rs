@@ -16,6 +16,12 @@
 //! Every Params struct here is `#[repr(C)]` + `Pod` with the field order of its
 //! WGSL twin; `tests/shaders.rs` checks that the sizes agree.
 
+/// Workgroups for the row kernels: one workgroup per row, spilling into y beyond 65,535 rows
+/// (the kernels rebuild the row as `wid.x + wid.y * num_workgroups.x`).
+pub(crate) fn rows_grid(rows: usize) -> [u32; 3] {
+    crate::gpu::grid_1d(rows as u64, 1)
+}
+
 pub mod conv;
 pub mod elementwise;
 pub mod loss;

@@ -3,6 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Kernel, Storage, WORKGROUP_1D, grid_1d};
+use crate::ops::rows_grid;
 use crate::shape::Shape;
 use crate::tensor::Tensor;
 
@@ -38,16 +39,6 @@ pub struct RowsParams {
 const WIDE_ROW: usize = 64;
 /// Sums over more elements than this run in two passes (partial sums, then their sum).
 const CHUNK: usize = 4096;
-
-fn rows_grid(rows: usize) -> [u32; 3] {
-    let rows = rows as u32;
-    if rows <= 65_535 {
-        [rows, 1, 1]
-    } else {
-        let y = rows.div_ceil(65_535);
-        [rows.div_ceil(y), y, 1]
-    }
-}
 
 fn sum_rows(
     gpu: &Gpu,
