@@ -12,9 +12,11 @@
 //             row is padded by 64 bytes; a texel's coordinates are (x, r), no arithmetic;
 //   flat (0): texel t holds floats 4t..4t+3 of the row-major matrix and texture row y holds
 //             texels y * 2^shift ..; any shape fits, at a mask and a shift per load.
-// 2 bias (read buffer, read only when epilogue > 0); 3 c (read_write buffer);
+// 2 bias (read buffer, read only when EPILOGUE > 0); 3 c (read_write buffer);
 // 4 TexMatmulParams (uniform).
-// Epilogue as in matmul.wgsl: 0 C, 1 C + bias[col], 2 relu(C + bias), 3 leaky_relu(C + bias, slope). Requires the contiguous dimension of each stored operand to be
+// Epilogue as in matmul.wgsl (0 C, 1 C + bias[col], 2 relu(C + bias), 3 leaky_relu(C + bias, slope)),
+// but an override constant here, EPILOGUE, so a product without one compiles no bias load.
+// Requires the contiguous dimension of each stored operand to be
 // a multiple of 4 (NN: K and N; NT: K; TN: M and N).
 // Dispatch grid: (ceil(M / R), ceil(N / 32), 1) workgroups of 8 invocations (one subgroup),
 // R = 5, 6, 8 rows for NN, NT, TN. Row blocks vary fastest, so consecutive workgroups reuse
@@ -43,15 +45,19 @@ struct TexMatmulParams {
     k: u32,
     // log2 of the flat textures' width in texels.
     shift: u32,
-    epilogue: u32,
     slope: f32,
     _pad0: u32,
     _pad1: u32,
+    _pad2: u32,
 }
 
 // 1: A (resp. B) is in the rows layout; 0: flat.
 override A_ROWS: u32 = 0u;
 override B_ROWS: u32 = 0u;
+// The epilogue code (see the header). As a uniform it cost the weight-gradient products
+// (which have none) 9-12% at K = 128: llvmpipe gathered bias[col] for every stored element
+// whatever the branch decided.
+override EPILOGUE: u32 = 0u;
 
 @group(0) @binding(0) var ta: texture_storage_2d<rgba32float, read>;
 @group(0) @binding(1) var tb: texture_storage_2d<rgba32float, read>;
@@ -110,11 +116,11 @@ fn bt(row: u32, x: u32, row_texels: u32) -> vec2<i32> {
 fn store(row: u32, col: u32, v: f32) {
     if (row < p.m && col < p.n) {
         var y = v;
-        if (p.epilogue != 0u) {
+        if (EPILOGUE != 0u) {
             y += bias[col];
-            if (p.epilogue == 2u) {
+            if (EPILOGUE == 2u) {
                 y = max(y, 0.0);
-            } else if (p.epilogue == 3u) {
+            } else if (EPILOGUE == 3u) {
                 y = select(p.slope * y, y, y > 0.0);
             }
         }

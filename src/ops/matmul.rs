@@ -44,12 +44,10 @@ pub struct TexMatmulParams {
     pub k: u32,
     /// log2 of the width in texels of the operand textures in the flat layout.
     pub shift: u32,
-    /// As in [`MatmulParams`].
-    pub epilogue: u32,
-    /// leaky_relu slope.
+    /// leaky_relu slope (the epilogue itself is the override constant `EPILOGUE`).
     pub slope: f32,
     /// Padding to 32 bytes.
-    pub _pad: [u32; 2],
+    pub _pad: [u32; 3],
 }
 
 /// The activation a [`Tensor::linear`] applies in the matmul's epilogue.
@@ -169,15 +167,18 @@ fn dispatch_matmul(
         let tb = gpu.operand_texture(b.storage(), stored(b), 1, shift);
         // Each operand's addressing is compiled in (a pipeline per combination).
         let rows_layout = |t: &OperandTexture| f64::from(u8::from(t.layout == TexLayout::Rows));
-        let constants = [("A_ROWS", rows_layout(&ta)), ("B_ROWS", rows_layout(&tb))];
+        let constants = [
+            ("A_ROWS", rows_layout(&ta)),
+            ("B_ROWS", rows_layout(&tb)),
+            ("EPILOGUE", f64::from(epilogue)),
+        ];
         let params = TexMatmulParams {
             m: m as u32,
             n: n as u32,
             k: k as u32,
             shift,
-            epilogue,
             slope,
-            _pad: [0; 2],
+            _pad: [0; 3],
         };
         let groups = [(m as u32).div_ceil(rows), (n as u32).div_ceil(32), 1];
         gpu.dispatch_textures(
