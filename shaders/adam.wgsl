@@ -32,12 +32,15 @@ const WG: u32 = 256u;
 fn adam_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = gid.x + gid.y * nwg.x * WG;
     if (i * 4u >= p.n) { return; }
-    let g = grad[i] + p.weight_decay * param[i];
+    // Read once: a second `param[i]` is a second load, since the stores to m and v between
+    // them may alias it as far as the compiler knows.
+    let theta = param[i];
+    let g = grad[i] + p.weight_decay * theta;
     let m_new = p.beta1 * m[i] + (1.0 - p.beta1) * g;
     let v_new = p.beta2 * v[i] + (1.0 - p.beta2) * g * g;
     m[i] = m_new;
     v[i] = v_new;
     let m_hat = m_new / p.bias_correction1;
     let v_hat = v_new / p.bias_correction2;
-    param[i] = param[i] - p.lr * m_hat / (sqrt(v_hat) + p.eps);
+    param[i] = theta - p.lr * m_hat / (sqrt(v_hat) + p.eps);
 }
