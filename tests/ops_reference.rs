@@ -75,8 +75,10 @@ fn matmul_matches_reference_at_vae_shapes() {
 #[test]
 fn matmul_matches_reference_in_both_texture_layouts() {
     // Stored operands whose rows are a multiple of 64 floats go into the padded rows layout,
-    // the others into the flat one; these shapes give each kernel both, alone and mixed,
-    // with row counts of 1, 7 and 33 (see TexLayout in src/gpu/mod.rs).
+    // the others into the flat one (see TexLayout in src/gpu/mod.rs). With row counts of 1, 7
+    // and 33 these shapes give NN and TN all four (A, B) layout pairs; NT rows/rows and
+    // flat/flat, and flat/rows through the texture-height fallback of the last shape (both NT
+    // operands are K wide, so only a row count over the limit can mix them).
     for_each_matmul_path(|_| {
         for (i, &(m, k, n)) in [
             (33, 64, 64),
@@ -87,6 +89,7 @@ fn matmul_matches_reference_in_both_texture_layouts() {
             (64, 12, 20),
             (1, 64, 64),
             (8, 64, 1),
+            (33, 128, 12),
             // More rows than lavapipe's 16,384-texel texture height: flat despite the width.
             (16_392, 64, 8),
         ]

@@ -107,7 +107,7 @@ pub const MATMUL_ENV: &str = "DEEPGEN_MATMUL";
 
 /// Texels of padding after each matrix row in [`TexLayout::Rows`]: 64 bytes, so that a row
 /// pitch that is a multiple of 4 KiB (e.g. 1024 floats) does not map every row of a column
-/// strip to the same cache set. At 1024^3 this took `matmul_nt` from 28 to 58 GFLOP/s on
+/// strip to the same cache set. At 1024^3 this took `matmul_nt` from 28 to 59 GFLOP/s on
 /// lavapipe (benches/NOTES.md).
 pub(crate) const ROW_PAD_TEXELS: usize = 4;
 
