@@ -1136,12 +1136,27 @@ impl Suite<'_> {
         what: &str,
         want: &[f64],
         work: Work,
-        mut op: impl FnMut() -> Result<Tensor>,
+        op: impl FnMut() -> Result<Tensor>,
     ) -> Result<()> {
+        let seconds = self.checked_seconds(kernel, shape, what, want, op)?;
+        self.push(kernel, shape, seconds, work, op_timing(self.gpu), None);
+        Ok(())
+    }
+
+    /// Checks `op()` against the host values `want` once, then returns its time per call
+    /// (outside the tape, as inference).
+    fn checked_seconds(
+        &self,
+        kernel: &str,
+        shape: &str,
+        what: &str,
+        want: &[f64],
+        mut op: impl FnMut() -> Result<Tensor>,
+    ) -> Result<f64> {
         let _no_grad = crate::autograd::no_grad();
         let got = op()?.to_vec()?;
         check(kernel, shape, what, &got, want)?;
-        let seconds = time_calls(
+        time_calls(
             self.gpu,
             self.plan,
             usize::MAX,
@@ -1150,9 +1165,7 @@ impl Suite<'_> {
                 op()?;
                 Ok(())
             },
-        )?;
-        self.push(kernel, shape, seconds, work, op_timing(self.gpu), None);
-        Ok(())
+        )
     }
 
     /// Seconds of the backward of `leaf.sum()` for a leaf shaped `dims`: the loss-gradient
@@ -1288,22 +1301,8 @@ impl Suite<'_> {
             NT => ta.matmul_nt(&tb),
             TN => ta.matmul_tn(&tb),
         };
-        let got = {
-            let _no_grad = crate::autograd::no_grad();
-            op()?.to_vec()?
-        };
         let want64: Vec<f64> = want.iter().map(|&v| v as f64).collect();
-        check(kernel, &shape, "product", &got, &want64)?;
-        let seconds = time_calls(
-            self.gpu,
-            self.plan,
-            usize::MAX,
-            || Ok(()),
-            |()| {
-                op()?;
-                Ok(())
-            },
-        )?;
+        let seconds = self.checked_seconds(kernel, &shape, "product", &want64, op)?;
         let cpu_seconds = cpu_time(self.plan, || sgemm(&mut want));
         let flops = 2.0 * (m * k * n) as f64;
         let work = Work {

@@ -120,18 +120,14 @@ pub fn score_images(
     match score {
         Score::Elbo | Score::Iwae | Score::Complexity | Score::Excess => {
             let bounds = image_bounds(model, gpu, data, data.len(), k)?;
-            out.extend(bounds.into_iter().map(|(elbo, iwae)| match score {
-                Score::Iwae => -iwae,
-                _ => -elbo,
-            }));
-            for (i, s) in out.iter_mut().enumerate() {
-                match score {
-                    Score::Complexity => {
-                        *s -= png_code_length_nats(data.image(i), data.rows, data.cols)?
-                    }
-                    Score::Excess => *s -= intensity_entropy_nats(data.image(i)),
-                    _ => {}
-                }
+            for (i, (elbo, iwae)) in bounds.into_iter().enumerate() {
+                let image = data.image(i);
+                out.push(match score {
+                    Score::Iwae => -iwae,
+                    Score::Complexity => -elbo - png_code_length_nats(image, data.rows, data.cols)?,
+                    Score::Excess => -elbo - intensity_entropy_nats(image),
+                    _ => -elbo,
+                });
             }
         }
         Score::Recon => {

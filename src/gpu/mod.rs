@@ -397,7 +397,7 @@ impl Gpu {
         (rows, cols): (usize, usize),
         slot: u8,
         shift: u32,
-    ) -> std::rc::Rc<OperandTexture> {
+    ) -> OperandTexture {
         debug_assert!(cols.is_multiple_of(4) && rows * cols > 0);
         let max = self.inner.device.limits().max_texture_dimension_2d as usize;
         let row_texels = (cols / 4) as u32;
@@ -483,7 +483,7 @@ impl Gpu {
                 }
             }
         }
-        std::rc::Rc::new(OperandTexture { slot: tex, layout })
+        OperandTexture { slot: tex, layout }
     }
 
     /// Largest storage binding, bytes; ops refuse tensors larger than this.
@@ -816,6 +816,14 @@ impl Gpu {
         }
         self.flush();
         self.bump(|s| s.readbacks += 1);
+        self.map_read(&staging).await
+    }
+
+    /// Maps `staging` (a MAP_READ buffer whose filling has been submitted), waits for the
+    /// GPU, and returns its bytes, unmapping it again.
+    ///
+    /// Errors: [`Error::Gpu`] if the device is lost or the buffer cannot be mapped.
+    pub(crate) async fn map_read(&self, staging: &wgpu::Buffer) -> Result<Vec<u8>> {
         let mapped = MapFuture::default();
         let shared = mapped.0.clone();
         staging.map_async(wgpu::MapMode::Read, .., move |result| {

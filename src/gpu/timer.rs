@@ -48,39 +48,17 @@ impl TimestampPair {
         encoder.copy_buffer_to_buffer(&self.resolve, 0, &self.readback, 0, 16);
     }
 
-    /// Maps the readback buffer (once the submit that resolved it has run) and returns the two
-    /// ticks.
+    /// Reads the two ticks back (once the submit that resolved them has been made).
     ///
     /// Errors: [`Error::Gpu`] if the device is lost or the buffer cannot be mapped.
     pub(crate) fn read(&self, gpu: &Gpu) -> Result<[u64; 2]> {
-        let status = std::sync::Arc::new(std::sync::Mutex::new(None));
-        let shared = status.clone();
-        self.readback.map_async(wgpu::MapMode::Read, .., move |r| {
-            if let Ok(mut s) = shared.lock() {
-                *s = Some(r.map_err(|e| e.to_string()));
-            }
-        });
-        gpu.device()
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| Error::Gpu(e.to_string()))?;
-        let mapped = status
-            .lock()
-            .map_err(|_| Error::Gpu("timestamp map state poisoned".into()))?
-            .take();
-        match mapped {
-            Some(Ok(())) => {}
-            Some(Err(e)) => return Err(Error::Gpu(format!("mapping timestamps: {e}"))),
-            None => return Err(Error::Gpu("timestamp readback never mapped".into())),
+        let bytes = pollster::block_on(gpu.map_read(&self.readback))?;
+        match bytemuck::pod_collect_to_vec::<u8, u64>(&bytes)[..] {
+            [start, end] => Ok([start, end]),
+            _ => Err(Error::Gpu(format!(
+                "timestamp readback: {} bytes, expected 16",
+                bytes.len()
+            ))),
         }
-        let ticks = {
-            let view = self
-                .readback
-                .get_mapped_range(..)
-                .map_err(|e| Error::Gpu(format!("timestamp readback: {e:?}")))?;
-            let words: &[u64] = bytemuck::cast_slice(&view);
-            [words[0], words[1]]
-        };
-        self.readback.unmap();
-        Ok(ticks)
     }
 }
