@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::gpu::{Gpu, TimestampPair};
 use crate::ops::{
     Conv2dOptions, bce_with_logits, conv_transpose2d, conv2d, kl_divergence, reparameterize,
+    reparameterize_kl,
 };
 use crate::optim::Adam;
 use crate::tensor::Tensor;
@@ -1526,8 +1527,8 @@ impl Suite<'_> {
 
     // --- the VAE's fused kernels -----------------------------------------------------------
 
-    /// bce_with_logits at (128, 784); kl_divergence and reparameterize at (128, 20); each
-    /// forward and backward.
+    /// bce_with_logits at (128, 784); kl_divergence, reparameterize and the two fused
+    /// (reparameterize_kl) at (128, 20); each forward and backward.
     fn vae(&mut self) -> Result<()> {
         let (b, d, z) = (128usize, 784usize, 20usize);
         // Binary cross-entropy on logits, per sample.
@@ -1670,6 +1671,73 @@ impl Suite<'_> {
                 usize::MAX,
                 work,
                 || reparameterize(&mug, &lvg, &eps),
+            )?;
+        }
+        // Both in one kernel, as the VAE's training step runs them.
+        if self.wants("reparameterize_kl", &latent_shape) {
+            let want_z: Vec<f64> = (0..b * z)
+                .map(|i| mus[i] as f64 + (lvs[i] as f64 / 2.0).exp() * es[i] as f64)
+                .collect();
+            let want_kl: Vec<f64> = (0..b)
+                .map(|r| {
+                    -0.5 * (0..z)
+                        .map(|j| {
+                            let (m, l) = (mus[r * z + j] as f64, lvs[r * z + j] as f64);
+                            1.0 + l - m * m - l.exp()
+                        })
+                        .sum::<f64>()
+                })
+                .collect();
+            let got_kl = {
+                let _no_grad = crate::autograd::no_grad();
+                reparameterize_kl(&mu, &lv, &eps)?.1.to_vec()?
+            };
+            check("reparameterize_kl", &latent_shape, "kl", &got_kl, &want_kl)?;
+            // The two ops' counts: 4 + 6 per element; reads mu, logvar, eps, writes z and kl.
+            let work = Work::per_element(b * z, 10.0, 4 * b * z + b);
+            self.forward_row(
+                "reparameterize_kl",
+                &latent_shape,
+                "z",
+                &want_z,
+                work,
+                || Ok(reparameterize_kl(&mu, &lv, &eps)?.0),
+            )?;
+        }
+        if self.wants("reparameterize_kl_backward", &latent_shape) {
+            let (mug, lvg) = (mu.clone().requires_grad_(), lv.clone().requires_grad_());
+            // The loss sum(z) + sum(kl): dmu = 1 + (-mu), dlogvar = eps exp(logvar / 2) / 2
+            // + (1 - exp(logvar)) / 2 * (-1).
+            let loss = {
+                let (zt, klt) = reparameterize_kl(&mug, &lvg, &eps)?;
+                zt.sum()?.add(&klt.sum()?)?
+            };
+            let grads = loss.backward()?;
+            let got = gradient(&grads, &lvg, "reparameterize_kl")?;
+            let want: Vec<f64> = (0..b * z)
+                .map(|i| {
+                    let l = lvs[i] as f64;
+                    es[i] as f64 * (l / 2.0).exp() / 2.0 - (1.0 - l.exp()) / 2.0
+                })
+                .collect();
+            check(
+                "reparameterize_kl_backward",
+                &latent_shape,
+                "dlogvar",
+                &got,
+                &want,
+            )?;
+            drop(grads);
+            // Timed through z alone (the kl gradient enters as zeros, one fill of 128 floats):
+            // reads mu, logvar, eps, dz, dkl, writes dmu and dlogvar.
+            let work = Work::per_element(b * z, 9.0, 6 * b * z + b);
+            self.backward_row(
+                "reparameterize_kl_backward",
+                &latent_shape,
+                &[b, z],
+                usize::MAX,
+                work,
+                || Ok(reparameterize_kl(&mug, &lvg, &eps)?.0),
             )?;
         }
         Ok(())
