@@ -1,4 +1,5 @@
-//! Command-line interface: `deepgen info | train | sample`.
+//! Command-line interface: the subcommands of `deepgen` and their arguments (clap derive);
+//! `main.rs` runs them.
 
 use std::path::PathBuf;
 
