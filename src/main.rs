@@ -88,7 +88,7 @@ fn info() -> Result<()> {
 }
 
 fn train(args: TrainArgs) -> Result<()> {
-    let kind = args.model.kind();
+    let kind = args.model;
     let defaults = TrainConfig::for_model(kind);
     let cfg = TrainConfig {
         data_dir: args.data,
@@ -144,7 +144,7 @@ fn train(args: TrainArgs) -> Result<()> {
 fn sample(args: SampleArgs) -> Result<()> {
     let ckpt = checkpoint::load(&args.checkpoint).context("loading the checkpoint")?;
     if let Some(wanted) = args.model {
-        ckpt.expect_kind(wanted.kind())?;
+        ckpt.expect_kind(wanted)?;
     }
     let gpu = open_gpu()?;
     gpu.manual_seed(args.seed);
@@ -162,7 +162,7 @@ fn sample(args: SampleArgs) -> Result<()> {
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("npy"));
     if is_npy {
-        write_npy(&args.out, &images, [n, 28, 28])?;
+        deepgen::files::write_npy(&args.out, &images, &[n, 28, 28])?;
     } else {
         viz::save_grid(&args.out, &images, 28, 28, grid_cols(n))?;
     }
@@ -394,20 +394,5 @@ fn outliers(args: OutlierArgs) -> Result<()> {
         "wrote summary.json, scores.csv and most_unusual.png in {}",
         opts.out_dir.display()
     );
-    Ok(())
-}
-
-/// Writes `values` as a float32 NumPy array of `shape` (through the npyz crate), atomically.
-fn write_npy(path: &std::path::Path, values: &[f32], shape: [usize; 3]) -> Result<()> {
-    use npyz::WriterBuilder;
-    let mut bytes = Vec::new();
-    let mut writer = npyz::WriteOptions::new()
-        .default_dtype()
-        .shape(&shape.map(|d| d as u64))
-        .writer(&mut bytes)
-        .begin_nd()?;
-    writer.extend(values.iter().copied())?;
-    writer.finish()?;
-    deepgen::files::write_atomic(path, &bytes)?;
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! Test negative ELBO, the importance-weighted (IWAE) estimate of the negative
-//! log-likelihood, and the KL of each latent dimension.
+//! log-likelihood, and the KL of each latent dimension ([`kl_per_dim`], which lives in
+//! [`crate::infer`] because training reports it too).
 
 use crate::autograd::no_grad;
 use crate::data::Dataset;

@@ -114,17 +114,34 @@ impl ModelKind {
         ModelKind::DbVae,
     ];
 
+    /// The name (on the command line and in checkpoints) and a one-line description (the
+    /// command line's help).
+    fn spec(self) -> (&'static str, &'static str) {
+        match self {
+            ModelKind::Vae => ("vae", "Variational autoencoder (MLP 784-400-20)"),
+            ModelKind::Autoencoder => (
+                "ae",
+                "Plain autoencoder (same sizes, deterministic bottleneck)",
+            ),
+            ModelKind::ConvVae => ("conv-vae", "Convolutional variational autoencoder"),
+            ModelKind::Gan => ("gan", "MLP generative adversarial network"),
+            ModelKind::Dcgan => ("dcgan", "Deep convolutional GAN"),
+            ModelKind::Classifier => ("classifier", "Convolutional digit classifier"),
+            ModelKind::DbVae => (
+                "dbvae",
+                "Debiasing VAE on the biased \"is it odd?\" task (with --plain: the same network as a plain classifier)",
+            ),
+        }
+    }
+
     /// The name used on the command line and in checkpoints.
     pub fn name(self) -> &'static str {
-        match self {
-            ModelKind::Vae => "vae",
-            ModelKind::Autoencoder => "ae",
-            ModelKind::ConvVae => "conv-vae",
-            ModelKind::Gan => "gan",
-            ModelKind::Dcgan => "dcgan",
-            ModelKind::Classifier => "classifier",
-            ModelKind::DbVae => "dbvae",
-        }
+        self.spec().0
+    }
+
+    /// What the model is, in one line.
+    pub fn description(self) -> &'static str {
+        self.spec().1
     }
 
     /// Parses a checkpoint's `model` entry.
