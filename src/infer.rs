@@ -13,7 +13,7 @@ use crate::autograd::no_grad;
 use crate::data::Dataset;
 use crate::error::Result;
 use crate::gpu::Gpu;
-use crate::models::Generative;
+use crate::models::{Generative, VariationalModel};
 use crate::tensor::Tensor;
 
 /// Rows per chunk of every evaluation pass. Small enough that the largest intermediate (the
@@ -192,7 +192,7 @@ pub fn decode_to_host(model: &dyn Generative, z: &Tensor) -> Result<Vec<f32>> {
 ///
 /// Errors: GPU and readback errors.
 pub fn kl_per_dim(
-    model: &dyn crate::models::VariationalModel,
+    model: &dyn VariationalModel,
     gpu: &Gpu,
     data: &Dataset,
     max_images: Option<usize>,

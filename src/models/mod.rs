@@ -202,8 +202,11 @@ pub trait VariationalModel: Generative {
         VaeLoss::combine(recon, kl, beta)
     }
 
-    /// The most codes `decode` should be given at once by evaluation loops, so that no
-    /// intermediate outgrows an adapter's storage-binding limit (128 MiB is wgpu's default).
+    /// The most codes `decode` should be given at once by the importance-sampling passes
+    /// (`eval::likelihood`), so that no intermediate outgrows an adapter's storage-binding
+    /// limit (128 MiB is wgpu's default). A memory budget: per-image weights depend on it only
+    /// through rounding (tests/eval.rs checks chunked against whole). The other evaluation
+    /// passes use `infer::EVAL_BATCH`, which also fixes the order of their sums.
     fn max_decode_rows(&self) -> usize {
         8192
     }

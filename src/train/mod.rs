@@ -306,7 +306,8 @@ pub fn fit<T: Trainable>(gpu: &Gpu, cfg: &TrainConfig, trainer: &mut T) -> Resul
         let steps = batches.len();
         let bar = epoch_bar(cfg.progress, epoch, cfg.epochs, steps);
         let start = Instant::now();
-        // The step's sums added over the epoch, kept on the GPU.
+        // The step's sums added over the epoch, kept on the GPU: the first step's as they
+        // are, then `+=` each step's (the same values as starting from zeros, 0 + s = s).
         let mut sums: Vec<Tensor> = Vec::new();
         let mut images = 0;
         for (step, indices) in batches.iter().enumerate() {
@@ -324,8 +325,7 @@ pub fn fit<T: Trainable>(gpu: &Gpu, cfg: &TrainConfig, trainer: &mut T) -> Resul
                         .collect::<Result<_>>()?
                 };
             }
-            let shown: Vec<(&str, &Tensor)> = out.shown.iter().map(|(n, t)| (*n, t)).collect();
-            end_step(gpu, cfg, &bar, &shown, epoch, step, steps)?;
+            end_step(gpu, cfg, &bar, &out.shown, epoch, step, steps)?;
             images += indices.len();
         }
         let means = sums
@@ -335,7 +335,7 @@ pub fn fit<T: Trainable>(gpu: &Gpu, cfg: &TrainConfig, trainer: &mut T) -> Resul
         let seconds = start.elapsed().as_secs_f64();
         bar.finish_and_clear();
         for &m in &means {
-            check_finite(m as f32, epoch, steps, &cfg.checkpoint_path())?;
+            check_finite(m, epoch, steps, &cfg.checkpoint_path())?;
         }
         let stats = EpochStats {
             epoch,
@@ -345,7 +345,7 @@ pub fn fit<T: Trainable>(gpu: &Gpu, cfg: &TrainConfig, trainer: &mut T) -> Resul
         };
         let metrics = trainer.end_epoch(&stats)?;
         for v in metrics.finite_values() {
-            check_finite(v as f32, epoch, steps, &cfg.checkpoint_path())?;
+            check_finite(v, epoch, steps, &cfg.checkpoint_path())?;
         }
         println!("{}", metrics.line(cfg.epochs));
         append_jsonl(&cfg.metrics_path(), &metrics)?;
@@ -431,7 +431,7 @@ pub fn end_step(
     gpu: &Gpu,
     cfg: &TrainConfig,
     bar: &ProgressBar,
-    losses: &[(&str, &Tensor)],
+    losses: &[(&'static str, Tensor)],
     epoch: usize,
     step: usize,
     steps: usize,
@@ -440,7 +440,7 @@ pub fn end_step(
         let mut message = String::new();
         for (name, loss) in losses {
             let value = loss.item()?;
-            check_finite(value, epoch, step + 1, &cfg.checkpoint_path())?;
+            check_finite(value.into(), epoch, step + 1, &cfg.checkpoint_path())?;
             message.push_str(&format!("{name} {value:.4} "));
         }
         bar.set_message(message);
@@ -452,12 +452,12 @@ pub fn end_step(
 }
 
 /// Stops training with [`Error::NonFiniteLoss`] if `value` is NaN or infinite.
-pub fn check_finite(value: f32, epoch: usize, step: usize, checkpoint: &Path) -> Result<()> {
+pub fn check_finite(value: f64, epoch: usize, step: usize, checkpoint: &Path) -> Result<()> {
     if value.is_finite() {
         return Ok(());
     }
     Err(Error::NonFiniteLoss {
-        value,
+        value: value as f32,
         epoch,
         step,
         checkpoint: checkpoint.is_file().then(|| checkpoint.to_path_buf()),
