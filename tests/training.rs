@@ -583,6 +583,11 @@ fn set_training_reaches_every_batch_norm_and_dropout() {
     // (batch norms on their running statistics, no dropout) two passes agree, and image 0's
     // logits do not depend on the rest of the batch.
     let classifier = Classifier::new(&gpu, &mut rng()).unwrap();
+    use deepgen::nn::HasLayers;
+    assert_eq!(
+        classifier.layers().switch_names(),
+        ["bn1", "bn2", "dropout"]
+    );
     let pass = |x: &Tensor| classifier.forward(x).unwrap().to_vec().unwrap();
     assert_ne!(pass(&x), pass(&x), "dropout is on in training mode");
     classifier.set_training(false);
