@@ -2,14 +2,16 @@
 //!
 //!     cargo run --release --example gan_mnist -- [EPOCHS] [gan|dcgan] [IMAGES]
 //!
-//! The same models and loop as `deepgen train gan` / `deepgen train dcgan` (Goodfellow et al.
-//! 2014, non-saturating generator loss, sec. 3; Radford et al. 2016 for the DCGAN), without the
-//! bookkeeping (metrics file, checkpoints, progress bars): read it top to bottom.
+//! The loop `deepgen train gan` / `deepgen train dcgan` runs (Goodfellow et al. 2014,
+//! non-saturating generator loss, sec. 3; Radford et al. 2016 for the DCGAN), calling the same
+//! step (`deepgen::train::gan::gan_step`), without the bookkeeping (metrics file, checkpoints,
+//! progress bars, per-epoch grids): read it top to bottom, then the step in src/train/gan.rs.
 
 use deepgen::data::{Batches, Mnist};
 use deepgen::models::{Adversarial, Dcgan, MlpGan};
-use deepgen::ops::bce_with_logits;
 use deepgen::optim::Adam;
+use deepgen::train::Optimizer;
+use deepgen::train::gan::gan_step;
 use deepgen::{Gpu, Tensor, no_grad};
 use rand::SeedableRng;
 
@@ -21,7 +23,8 @@ fn main() -> deepgen::Result<()> {
     let images: Option<usize> = args.next().and_then(|s| s.parse().ok());
     let (batch_size, lr, noise_dim, seed) = (128, 2e-4, 100, 0);
 
-    // 1. The GPU, the data (pixels scaled to [-1, 1], the generator's tanh range) and the model.
+    // 1. The GPU, the data (pixels in [0, 1]; the step scales them to [-1, 1], the
+    //    generator's tanh range) and the model.
     let gpu = Gpu::new()?;
     let mut mnist = Mnist::load("data/mnist".as_ref())?;
     if let Some(n) = images {
@@ -33,49 +36,30 @@ fn main() -> deepgen::Result<()> {
         "dcgan" => Box::new(Dcgan::new(&gpu, noise_dim, &mut rng)?),
         _ => Box::new(MlpGan::new(&gpu, noise_dim, &mut rng)?),
     };
-    let params = |named: Vec<(String, Tensor)>| named.into_iter().map(|(_, t)| t).collect();
-    let (g_params, d_params): (Vec<Tensor>, Vec<Tensor>) = (
-        params(model.generator_parameters()),
-        params(model.discriminator_parameters()),
-    );
-    // Two optimizers, Adam with beta1 = 0.5 as in the DCGAN paper.
-    let mut opt_g = Adam::new(lr).with_betas(0.5, 0.999);
-    let mut opt_d = Adam::new(lr).with_betas(0.5, 0.999);
+    // 2. Two optimizers, one per player (the layers named generator.* and discriminator.*),
+    //    Adam with beta1 = 0.5 as in the DCGAN paper.
+    let adam = |named: Vec<(String, Tensor)>| {
+        let params = named.into_iter().map(|(_, t)| t).collect();
+        Optimizer::new(Adam::new(lr).with_betas(0.5, 0.999), params)
+    };
+    let mut opt_d = adam(model.discriminator_parameters());
+    let mut opt_g = adam(model.generator_parameters());
 
     for epoch in 1..=epochs {
         let (mut d_sum, mut g_sum) = (Tensor::zeros(&gpu, [])?, Tensor::zeros(&gpu, [])?);
         for indices in Batches::new(mnist.train.len(), batch_size, seed, epoch as u64) {
-            let b = indices.len();
-            let real = Tensor::from_slice(&gpu, &mnist.train.gather(&indices), [b, 784])?
-                .affine(2.0, -1.0)?;
-            let (ones, zeros) = (
-                Tensor::full(&gpu, [b, 1], 1.0)?,
-                Tensor::zeros(&gpu, [b, 1])?,
-            );
-
-            // 2. Discriminator step: real images labelled 1, generated ones (detached, so no
-            //    gradient reaches the generator) labelled 0.
-            let z = Tensor::randn(&gpu, [b, noise_dim])?;
-            let fake = model.generator(&z)?;
-            let d_loss = bce_with_logits(&model.discriminator(&real)?, &ones)?
-                .add(&bce_with_logits(
-                    &model.discriminator(&fake.detach())?,
-                    &zeros,
-                )?)?
-                .mean()?;
-            let d_grads = d_loss.backward()?;
-            opt_d.step(&d_params, &d_grads)?;
-
-            // 3. Generator step through the updated discriminator: label the fakes 1, i.e.
-            //    maximise log D(G(z)) (the non-saturating loss).
-            let g_loss = bce_with_logits(&model.discriminator(&fake)?, &ones)?.mean()?;
-            let g_grads = g_loss.backward()?;
-            opt_g.step(&g_params, &g_grads)?;
-
+            let x = Tensor::from_slice(&gpu, &mnist.train.gather(&indices), [indices.len(), 784])?;
+            // 3. One step of the game:
+            //    - discriminator: real images labelled 1, generated ones G(z) (detached, so no
+            //      gradient reaches the generator) labelled 0; backward; Adam on D;
+            //    - generator: label the fakes 1 through the updated discriminator, i.e.
+            //      maximise log D(G(z)) (the non-saturating loss); backward; Adam on G.
+            //    Returns the batch's sums: d_loss, g_loss, D(x), D(G(z)), still on the GPU.
+            let step = gan_step(model.as_ref(), &mut opt_d, &mut opt_g, &x)?;
             // 4. Losses summed on the GPU; one submit for the whole step.
             let _no_grad = no_grad();
-            d_sum = d_sum.add(&d_loss.scale(b as f32)?)?;
-            g_sum = g_sum.add(&g_loss.scale(b as f32)?)?;
+            d_sum = d_sum.add(&step.sums[0])?;
+            g_sum = g_sum.add(&step.sums[1])?;
             gpu.flush();
         }
         // 5. One readback per epoch.

@@ -2,12 +2,15 @@
 //!
 //!     cargo run --release --example vae_mnist -- [EPOCHS] [vae|conv-vae] [IMAGES]
 //!
-//! The same models and loop as `deepgen train vae` / `deepgen train conv-vae`, without the
-//! bookkeeping (metrics file, checkpoints, progress bars): read it top to bottom.
+//! The loop `deepgen train vae` / `deepgen train conv-vae` runs, calling the same step
+//! (`deepgen::train::vae::vae_step`), without the bookkeeping (metrics file, checkpoints,
+//! progress bars, test evaluation): read it top to bottom, then the step in src/train/vae.rs.
 
 use deepgen::data::{Batches, Mnist};
 use deepgen::models::{ConvVae, MlpConfig, Vae, VariationalModel};
 use deepgen::optim::Adam;
+use deepgen::train::Optimizer;
+use deepgen::train::vae::vae_step;
 use deepgen::{Gpu, Tensor, no_grad};
 use rand::SeedableRng;
 
@@ -17,7 +20,7 @@ fn main() -> deepgen::Result<()> {
     let which = args.next().unwrap_or_else(|| "vae".to_string());
     // Train on the first IMAGES training images (default: all 60,000).
     let images: Option<usize> = args.next().and_then(|s| s.parse().ok());
-    let (batch_size, lr, latent_dim, seed) = (128, 1e-3, 20, 0);
+    let (batch_size, lr, latent_dim, beta, seed) = (128, 1e-3, 20, 1.0, 0);
 
     // 1. The GPU, the data (pixels in [0, 1]) and the model: the MLP VAE 784-400-(20, 20) /
     //    20-400-784, or the conv VAE (two strided convs / two transposed convs).
@@ -32,29 +35,22 @@ fn main() -> deepgen::Result<()> {
         "conv-vae" => Box::new(ConvVae::new(&gpu, latent_dim, &mut rng)?),
         _ => Box::new(Vae::new(&gpu, MlpConfig::default(), &mut rng)?),
     };
-    let params = vae.parameters();
-    let mut adam = Adam::new(lr);
+    // 2. Adam over every parameter.
+    let mut optimizer = Optimizer::new(Adam::new(lr), vae.parameters());
 
     for epoch in 1..=epochs {
         let mut loss_sum = Tensor::zeros(&gpu, [])?;
         for indices in Batches::new(mnist.train.len(), batch_size, seed, epoch as u64) {
-            // 2. A batch x: (B, 784).
+            // 3. A batch x: (B, 784).
             let x = Tensor::from_slice(&gpu, &mnist.train.gather(&indices), [indices.len(), 784])?;
-            // 3. Encode to (mu, logvar), sample z = mu + exp(logvar / 2) * eps, decode to logits.
-            let (mu, logvar) = vae.encode(&x)?;
-            let eps = Tensor::randn(&gpu, mu.shape().clone())?;
-            let z = deepgen::ops::reparameterize(&mu, &logvar, &eps)?;
-            let logits = vae.decode(&z)?;
-            // 4. Negative ELBO per sample: BCE summed over pixels + KL(q(z|x) || N(0, I)); mean over the batch.
-            let recon = deepgen::ops::bce_with_logits(&logits, &x)?;
-            let kl = deepgen::ops::kl_divergence(&mu, &logvar)?;
-            let per_sample = recon.add(&kl)?;
-            let loss = per_sample.mean()?;
-            // 5. Backpropagate and update. Everything so far is recorded; flush submits it at once.
-            let grads = loss.backward()?;
-            adam.step(&params, &grads)?;
+            // 4. One step: encode to (mu, logvar); z = mu + exp(logvar / 2) * eps and
+            //    KL(q(z|x) || N(0, I)) from one fused kernel; decode to logits; negative ELBO
+            //    per sample = BCE summed over pixels + beta * KL, averaged over the batch;
+            //    backward; Adam. Returns the batch's sums (loss, recon, KL), still on the GPU.
+            let step = vae_step(vae.as_ref(), &mut optimizer, &x, beta)?;
+            // 5. Sum on the GPU; everything so far is recorded, and flush submits it at once.
             let _no_grad = no_grad();
-            loss_sum = loss_sum.add(&per_sample.sum()?)?;
+            loss_sum = loss_sum.add(&step.sums[0])?;
             gpu.flush();
         }
         // 6. One readback per epoch.

@@ -1,4 +1,5 @@
-//! Command-line interface: `deepgen info | train | sample`.
+//! Command-line interface: the subcommands of `deepgen` and their arguments (clap derive);
+//! `main.rs` runs them.
 
 use std::path::PathBuf;
 
@@ -66,38 +67,12 @@ pub enum ScoreArg {
     Excess,
 }
 
-/// The models `deepgen train` knows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum ModelArg {
-    /// Variational autoencoder (MLP 784-400-20).
-    Vae,
-    /// Plain autoencoder (same sizes, deterministic bottleneck).
-    Ae,
-    /// Convolutional variational autoencoder.
-    ConvVae,
-    /// MLP generative adversarial network.
-    Gan,
-    /// Deep convolutional GAN.
-    Dcgan,
-    /// Convolutional digit classifier.
-    Classifier,
-    /// Debiasing VAE on the biased "is it odd?" task (with --plain: the same network as a plain classifier).
-    Dbvae,
-}
-
-impl ModelArg {
-    /// The library's model kind.
-    pub fn kind(self) -> ModelKind {
-        match self {
-            ModelArg::Vae => ModelKind::Vae,
-            ModelArg::Ae => ModelKind::Autoencoder,
-            ModelArg::ConvVae => ModelKind::ConvVae,
-            ModelArg::Gan => ModelKind::Gan,
-            ModelArg::Dcgan => ModelKind::Dcgan,
-            ModelArg::Classifier => ModelKind::Classifier,
-            ModelArg::Dbvae => ModelKind::DbVae,
-        }
-    }
+/// Parses a model name of [`ModelKind::ALL`]; `--help` lists each with its description.
+fn model_kind() -> impl clap::builder::TypedValueParser<Value = ModelKind> {
+    use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+    let names = ModelKind::ALL.map(|k| PossibleValue::new(k.name()).help(k.description()));
+    PossibleValuesParser::new(names)
+        .map(|name| ModelKind::from_name(&name).expect("a name from ModelKind::ALL"))
 }
 
 fn positive_f32(s: &str) -> Result<f32, String> {
@@ -120,8 +95,8 @@ fn non_negative_f32(s: &str) -> Result<f32, String> {
 #[derive(clap::Args, Debug)]
 pub struct TrainArgs {
     /// Which model.
-    #[arg(value_enum)]
-    pub model: ModelArg,
+    #[arg(value_parser = model_kind())]
+    pub model: ModelKind,
     /// Directory with the four MNIST IDX files (.gz or raw).
     #[arg(long, default_value = "data/mnist")]
     pub data: PathBuf,
@@ -220,8 +195,8 @@ pub struct SampleArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Refuse the checkpoint unless it holds this kind of model.
-    #[arg(long, value_enum)]
-    pub model: Option<ModelArg>,
+    #[arg(long, value_parser = model_kind())]
+    pub model: Option<ModelKind>,
 }
 
 /// Options of `deepgen traverse`.

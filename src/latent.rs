@@ -9,11 +9,10 @@ use rand_distr::{Distribution, StandardNormal};
 use crate::autograd::no_grad;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
-use crate::eval::likelihood::kl_per_dim;
 use crate::gpu::Gpu;
+use crate::infer::{decode_codes, kl_per_dim};
 use crate::models::Generative;
 use crate::tensor::Tensor;
-use crate::train::decode_codes;
 
 /// Dimensions whose mean KL is below this many nats are "inactive": the VAE does not use them.
 pub const INACTIVE_KL: f64 = 0.01;

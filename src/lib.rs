@@ -24,6 +24,7 @@ pub mod error;
 pub mod eval;
 pub mod files;
 pub mod gpu;
+pub mod infer;
 pub mod latent;
 pub mod models;
 pub mod nn;

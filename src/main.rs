@@ -12,13 +12,16 @@ use cli::{
 use deepgen::data::Mnist;
 use deepgen::eval::report::{EvalOptions, evaluate};
 use deepgen::eval::score::{OutlierOptions, Score, detect_outliers};
+use deepgen::infer::prior_samples;
 use deepgen::latent::{self, TraversalSpec};
 use deepgen::models::ModelKind;
-use deepgen::train::dbvae::{DebiasConfig, DebiasMetrics, train_dbvae};
+use deepgen::train::dbvae::{DebiasConfig, train_dbvae};
+use deepgen::train::debias::{DebiasExperiment, run_debias};
 use deepgen::train::{
-    TrainConfig, grid_cols, prior_samples, train_autoencoder, train_classifier, train_conv_vae,
-    train_dcgan, train_gan, train_vae,
+    TrainConfig, train_autoencoder, train_classifier, train_conv_vae, train_dcgan, train_gan,
+    train_vae,
 };
+use deepgen::viz::grid_cols;
 use deepgen::{Gpu, checkpoint, viz};
 
 fn main() -> Result<()> {
@@ -85,7 +88,7 @@ fn info() -> Result<()> {
 }
 
 fn train(args: TrainArgs) -> Result<()> {
-    let kind = args.model.kind();
+    let kind = args.model;
     let defaults = TrainConfig::for_model(kind);
     let cfg = TrainConfig {
         data_dir: args.data,
@@ -141,7 +144,7 @@ fn train(args: TrainArgs) -> Result<()> {
 fn sample(args: SampleArgs) -> Result<()> {
     let ckpt = checkpoint::load(&args.checkpoint).context("loading the checkpoint")?;
     if let Some(wanted) = args.model {
-        ckpt.expect_kind(wanted.kind())?;
+        ckpt.expect_kind(wanted)?;
     }
     let gpu = open_gpu()?;
     gpu.manual_seed(args.seed);
@@ -159,7 +162,7 @@ fn sample(args: SampleArgs) -> Result<()> {
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("npy"));
     if is_npy {
-        write_npy(&args.out, &images, [n, 28, 28])?;
+        deepgen::files::write_npy(&args.out, &images, &[n, 28, 28])?;
     } else {
         viz::save_grid(&args.out, &images, 28, 28, grid_cols(n))?;
     }
@@ -305,85 +308,47 @@ fn bench(args: BenchArgs) -> Result<()> {
 
 fn debias(args: DebiasArgs) -> Result<()> {
     let gpu = open_gpu()?;
-    let mut results: Vec<(u64, DebiasMetrics, DebiasMetrics)> = Vec::new();
-    for &seed in &args.seeds {
-        let mut last = Vec::new();
-        for debias in [false, true] {
-            let name = if debias { "dbvae" } else { "plain" };
-            let train = TrainConfig {
-                data_dir: args.data.clone(),
-                epochs: args.epochs as usize,
-                seed,
-                limit: args.limit.map(|n| n as usize),
-                out_dir: args.out.join(format!("seed{seed}")).join(name),
-                latent_dim: 16,
-                ..TrainConfig::for_model(ModelKind::DbVae)
-            };
-            let cfg = DebiasConfig {
-                debias,
-                rare_fraction: args.rare_fraction,
-                ..DebiasConfig::new(train)
-            };
-            let (_, history) =
-                train_dbvae(&gpu, &cfg).with_context(|| format!("seed {seed}, {name}"))?;
-            let m = history.last().cloned().context("no epoch ran")?;
-            println!(
-                "seed {seed} {name:>5}: accuracy common {:.4}  rare {:.4}  gap {:+.4}  (inverted odd digits {:.4})",
-                m.common_accuracy, m.rare_accuracy, m.gap, m.rare_positive_accuracy
-            );
-            last.push(m);
-        }
-        results.push((seed, last[0].clone(), last[1].clone()));
-    }
-    let stats = |f: &dyn Fn(&DebiasMetrics) -> f64, dbvae: bool| -> (f64, f64) {
-        let v: Vec<f64> = results
-            .iter()
-            .map(|(_, p, d)| f(if dbvae { d } else { p }))
-            .collect();
-        let mean = v.iter().sum::<f64>() / v.len() as f64;
-        let sd = (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (v.len().max(2) - 1) as f64)
-            .sqrt();
-        (mean, sd)
+    let exp = DebiasExperiment {
+        data_dir: args.data,
+        seeds: args.seeds,
+        epochs: args.epochs as usize,
+        rare_fraction: args.rare_fraction,
+        limit: args.limit.map(|n| n as usize),
+        out_dir: args.out,
+        progress: true,
     };
+    let report = run_debias(&gpu, &exp, |seed, name, m| {
+        println!(
+            "seed {seed} {name:>5}: accuracy common {:.4}  rare {:.4}  gap {:+.4}  (inverted odd digits {:.4})",
+            m.common_accuracy, m.rare_accuracy, m.gap, m.rare_positive_accuracy
+        );
+    })
+    .context("debias experiment")?;
     println!(
         "\nover {} seeds (mean +- standard deviation), rare fraction {}:",
-        results.len(),
-        args.rare_fraction
+        report.runs.len(),
+        report.rare_fraction
     );
     println!(
         "{:<8} {:>17} {:>17} {:>17} {:>22}",
         "model", "common", "rare", "gap", "inverted odd digits"
     );
-    let mut table = Vec::new();
-    for (dbvae, name) in [(false, "plain"), (true, "DB-VAE")] {
-        let c = stats(&|m| m.common_accuracy, dbvae);
-        let r = stats(&|m| m.rare_accuracy, dbvae);
-        let g = stats(&|m| m.gap, dbvae);
-        let p = stats(&|m| m.rare_positive_accuracy, dbvae);
-        println!(
-            "{name:<8} {:>8.4} +- {:.4} {:>8.4} +- {:.4} {:>+8.4} +- {:.4} {:>13.4} +- {:.4}",
-            c.0, c.1, r.0, r.1, g.0, g.1, p.0, p.1
+    for s in &report.summary {
+        let (c, r, g, p) = (
+            s.common_accuracy,
+            s.rare_accuracy,
+            s.gap,
+            s.rare_positive_accuracy,
         );
-        table.push(serde_json::json!({
-            "model": name, "common_accuracy": c, "rare_accuracy": r, "gap": g, "rare_positive_accuracy": p,
-        }));
-    }
-    let runs: Vec<_> = results
-        .iter()
-        .map(|(s, p, d)| serde_json::json!({"seed": s, "plain": p, "dbvae": d}))
-        .collect();
-    let report = serde_json::json!({"rare_fraction": args.rare_fraction, "epochs": args.epochs, "summary": table, "runs": runs});
-    let path = args.out.join("debias.json");
-    deepgen::files::write_atomic(&path, serde_json::to_string_pretty(&report)?.as_bytes())?;
-    if let Some(&seed) = args.seeds.first() {
-        let src = args.out.join(format!("seed{seed}/dbvae/upweighted.png"));
-        std::fs::copy(&src, args.out.join("upweighted.png"))
-            .with_context(|| format!("copying {}", src.display()))?;
+        println!(
+            "{:<8} {:>8.4} +- {:.4} {:>8.4} +- {:.4} {:>+8.4} +- {:.4} {:>13.4} +- {:.4}",
+            s.model, c.0, c.1, r.0, r.1, g.0, g.1, p.0, p.1
+        );
     }
     println!(
         "wrote {} and {}",
-        path.display(),
-        args.out.join("upweighted.png").display()
+        exp.out_dir.join("debias.json").display(),
+        exp.out_dir.join("upweighted.png").display()
     );
     Ok(())
 }
@@ -429,20 +394,5 @@ fn outliers(args: OutlierArgs) -> Result<()> {
         "wrote summary.json, scores.csv and most_unusual.png in {}",
         opts.out_dir.display()
     );
-    Ok(())
-}
-
-/// Writes `values` as a float32 NumPy array of `shape` (through the npyz crate), atomically.
-fn write_npy(path: &std::path::Path, values: &[f32], shape: [usize; 3]) -> Result<()> {
-    use npyz::WriterBuilder;
-    let mut bytes = Vec::new();
-    let mut writer = npyz::WriteOptions::new()
-        .default_dtype()
-        .shape(&shape.map(|d| d as u64))
-        .writer(&mut bytes)
-        .begin_nd()?;
-    writer.extend(values.iter().copied())?;
-    writer.finish()?;
-    deepgen::files::write_atomic(path, &bytes)?;
     Ok(())
 }

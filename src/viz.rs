@@ -60,3 +60,8 @@ pub fn interleave(originals: &[f32], reconstructions: &[f32], pixels: usize) -> 
         .flat_map(|(a, b)| a.iter().chain(b.iter()).copied())
         .collect()
 }
+
+/// Columns of a square-ish grid of `n` images (8 for 64).
+pub fn grid_cols(n: usize) -> usize {
+    ((n as f64).sqrt().ceil() as usize).max(1)
+}

@@ -102,7 +102,29 @@ fn train_then_sample_as_a_user_would() {
     assert_eq!(arr.shape(), &[12, 28, 28]);
     assert_eq!(arr.dtype(), npyz::DType::Plain("<f4".parse().unwrap()));
     let values: Vec<f32> = arr.into_vec().unwrap();
-    assert!(values.iter().all(|v| (0.0..=1.0).contains(v)));
+    // The seed decides the samples: the same seed gives the same file, another seed others.
+    let again = |seed: &str| {
+        let path = dir.path().join(format!("s{seed}.npy"));
+        let o = deepgen(&[
+            "sample",
+            "--checkpoint",
+            ckpt.to_str().unwrap(),
+            "--n",
+            "12",
+            "--seed",
+            seed,
+            "--out",
+            path.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{:?}", text(&o));
+        let bytes = std::fs::read(&path).unwrap();
+        npyz::NpyFile::new(&bytes[..])
+            .unwrap()
+            .into_vec::<f32>()
+            .unwrap()
+    };
+    assert_eq!(again("0"), values);
+    assert_ne!(again("1"), values);
 
     // Latent traversal: rows = dimensions, columns = steps.
     let trav = dir.path().join("t.png");
@@ -335,4 +357,79 @@ fn bench_writes_the_json_contract() {
     }
     assert!(row["median_seconds"].as_f64().unwrap() > 0.0);
     assert!(["gpu-timestamp", "host"].contains(&row["timing"].as_str().unwrap()));
+}
+
+#[test]
+fn debias_runs_both_models_over_seeds_and_reports_mean_and_sd() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("debias");
+    let o = deepgen(&[
+        "debias",
+        "--seeds",
+        "0,1",
+        "--epochs",
+        "1",
+        "--limit",
+        "600",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let (stdout, stderr) = text(&o);
+    assert!(o.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("seed 1 dbvae:") && stdout.contains("over 2 seeds"),
+        "{stdout}"
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("debias.json")).unwrap()).unwrap();
+    assert_eq!(v["epochs"], 1);
+    assert_eq!(v["rare_fraction"], 0.015);
+    let runs = v["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2);
+    for (run, seed) in runs.iter().zip([0, 1]) {
+        assert_eq!(run["seed"], seed);
+        // Each run in the report is the last line of that run's metrics.jsonl.
+        for name in ["plain", "dbvae"] {
+            let metrics =
+                std::fs::read_to_string(out.join(format!("seed{seed}/{name}/metrics.jsonl")))
+                    .unwrap();
+            let last: serde_json::Value =
+                serde_json::from_str(metrics.lines().last().unwrap()).unwrap();
+            assert_eq!(run[name], last, "seed {seed} {name}");
+            assert_eq!(run[name]["debias"], name == "dbvae");
+        }
+    }
+    // The summary: mean and sample standard deviation over the two seeds, which for two
+    // values a, b are (a + b) / 2 and |a - b| / sqrt(2).
+    let summary = v["summary"].as_array().unwrap();
+    assert_eq!(summary.len(), 2);
+    for (entry, (model, key)) in summary
+        .iter()
+        .zip([("plain", "plain"), ("DB-VAE", "dbvae")])
+    {
+        assert_eq!(entry["model"], model);
+        for field in [
+            "common_accuracy",
+            "rare_accuracy",
+            "gap",
+            "rare_positive_accuracy",
+        ] {
+            let a = runs[0][key][field].as_f64().unwrap();
+            let b = runs[1][key][field].as_f64().unwrap();
+            let pair = entry[field].as_array().unwrap();
+            let (mean, sd) = (pair[0].as_f64().unwrap(), pair[1].as_f64().unwrap());
+            assert!(
+                (mean - (a + b) / 2.0).abs() < 1e-12,
+                "{model} {field}: {entry}"
+            );
+            assert!(
+                (sd - (a - b).abs() / 2f64.sqrt()).abs() < 1e-12,
+                "{model} {field}: {entry}"
+            );
+        }
+    }
+    assert_eq!(
+        std::fs::read(out.join("upweighted.png")).unwrap(),
+        std::fs::read(out.join("seed0/dbvae/upweighted.png")).unwrap()
+    );
 }

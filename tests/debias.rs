@@ -9,8 +9,13 @@ use std::process::Command;
 use common::gpu;
 use deepgen::data::Mnist;
 use deepgen::data::biased::BiasedMnist;
+use deepgen::data::biased::BiasedSplit;
+use deepgen::models::DbVae;
+use deepgen::nn::Module;
 use deepgen::train::TrainConfig;
-use deepgen::train::dbvae::{DebiasConfig, resampling_weights, train_dbvae};
+use deepgen::train::dbvae::{DebiasConfig, resampling_weights, subgroup_accuracy, train_dbvae};
+use deepgen::train::debias::mean_sd;
+use rand::SeedableRng;
 
 fn data_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/mnist")
@@ -106,12 +111,43 @@ fn dbvae_and_plain_smoke() {
             debias,
             ..DebiasConfig::new(train)
         };
-        let (_, history) = train_dbvae(&gpu, &cfg).unwrap();
+        let (model, history) = train_dbvae(&gpu, &cfg).unwrap();
         assert_eq!(history.len(), 2);
         let m = &history[1];
         assert!(m.common_accuracy > 0.7, "{m:?}");
-        assert!((0.0..=1.0).contains(&m.rare_accuracy));
-        assert!((m.gap - (m.common_accuracy - m.rare_accuracy)).abs() < 1e-12);
+        // The subgroup accuracies recomputed here, on the host, from the trained model's
+        // logits for the whole test split in one batch.
+        let mnist = Mnist::load(&data_dir()).unwrap();
+        let task = BiasedMnist::build(
+            &mnist.train.truncate(2000),
+            &mnist.test.truncate(2000),
+            cfg.rare_fraction,
+            0,
+        );
+        let test = &task.test;
+        let x = deepgen::Tensor::from_slice(&gpu, &test.data.images, [test.len(), 784]).unwrap();
+        let logits = model.classify(&x).unwrap().to_vec().unwrap();
+        let accuracy = |keep: &dyn Fn(usize) -> bool| {
+            let members: Vec<usize> = (0..test.len()).filter(|&i| keep(i)).collect();
+            let right = members
+                .iter()
+                .filter(|&&i| (logits[i] > 0.0) == (test.target[i] == 1.0))
+                .count();
+            right as f64 / members.len() as f64
+        };
+        let common = accuracy(&|i| !test.inverted[i]);
+        let rare = accuracy(&|i| test.inverted[i]);
+        let rare_positive = accuracy(&|i| test.inverted[i] && test.target[i] == 1.0);
+        assert!(
+            (m.common_accuracy - common).abs() < 1e-9,
+            "{m:?} vs {common}"
+        );
+        assert!((m.rare_accuracy - rare).abs() < 1e-9, "{m:?} vs {rare}");
+        assert!(
+            (m.rare_positive_accuracy - rare_positive).abs() < 1e-9,
+            "{m:?}"
+        );
+        assert!((m.gap - (common - rare)).abs() < 1e-9, "{m:?}");
         if debias {
             // Resampling draws the rare inverted digits far more often than their 1.5%.
             assert!(m.inverted_share_of_positives > 0.03, "{m:?}");
@@ -124,6 +160,56 @@ fn dbvae_and_plain_smoke() {
             && l.contains("rare_accuracy")
             && l.contains("gap")));
     }
+}
+
+#[test]
+fn subgroup_accuracy_of_a_constant_classifier_on_a_hand_built_split() {
+    let gpu = gpu();
+    let model = DbVae::new(&gpu, 4, &mut rand::rngs::StdRng::seed_from_u64(0)).unwrap();
+    // Ten images: positives 0, 1, 2, 7, 9; inverted 2, 3, 5, 7, 8.
+    let target = [1., 1., 1., 0., 0., 0., 0., 1., 0., 1.];
+    let inverted = [
+        false, false, true, true, false, true, false, true, true, false,
+    ];
+    let mut data = Mnist::load(&data_dir()).unwrap().test.truncate(10);
+    data.images
+        .iter_mut()
+        .enumerate()
+        .for_each(|(i, v)| *v = (i % 7) as f32 / 7.0);
+    let split = BiasedSplit {
+        data,
+        target: target.to_vec(),
+        inverted: inverted.to_vec(),
+    };
+    // Zero the class head's weight and set its bias: the logit is the bias for every image.
+    let params = model.named_parameters();
+    let param = |name: &str| params.iter().find(|(n, _)| n == name).unwrap().1.clone();
+    let weight = param("encoder.fc_class.weight");
+    let bias = param("encoder.fc_class.bias");
+    weight
+        .copy_from(&deepgen::Tensor::zeros(&gpu, [1, 400]).unwrap())
+        .unwrap();
+    for (logit, want) in [
+        // Always "odd": right on the positives. Common (not inverted: 0, 1, 4, 6, 9) has
+        // 3 positives of 5; rare (2, 3, 5, 7, 8) has 2 of 5; every inverted positive is found.
+        (1.0, (0.6, 0.4, 1.0)),
+        // Always "even": right on the negatives, and no inverted positive is found.
+        (-1.0, (0.4, 0.6, 0.0)),
+    ] {
+        bias.copy_from(&deepgen::Tensor::full(&gpu, [1], logit).unwrap())
+            .unwrap();
+        let got = subgroup_accuracy(&model, &gpu, &split).unwrap();
+        assert_eq!(got, want, "logit {logit}");
+    }
+}
+
+#[test]
+fn mean_and_sample_sd_of_known_values() {
+    // 1, 2, 3, 4: mean 2.5; squared deviations 2.25 + 0.25 + 0.25 + 2.25 = 5, over n - 1 = 3.
+    let (mean, sd) = mean_sd(&[1.0, 2.0, 3.0, 4.0]);
+    assert_eq!(mean, 2.5);
+    assert!((sd - (5.0f64 / 3.0).sqrt()).abs() < 1e-15, "{sd}");
+    assert_eq!(mean_sd(&[0.7]), (0.7, 0.0));
 }
 
 #[test]

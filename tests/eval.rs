@@ -12,7 +12,7 @@ use deepgen::eval::frechet::{class_entropy, frechet_distance};
 use deepgen::eval::likelihood::{likelihood, log_mean_exp, log_weights};
 use deepgen::eval::outliers::{auroc, fpr_at_95_tpr};
 use deepgen::latent::{TraversalSpec, interpolate, slerp, traverse};
-use deepgen::models::{Generative, VariationalModel};
+use deepgen::models::{Generative, Model, VariationalModel};
 use deepgen::train::{TrainConfig, train_vae};
 use rand::{RngExt, SeedableRng};
 
@@ -78,13 +78,16 @@ impl deepgen::nn::Module for SmallBatches<'_> {
     }
 }
 
-impl Generative for SmallBatches<'_> {
+impl Model for SmallBatches<'_> {
     fn kind(&self) -> deepgen::models::ModelKind {
         self.0.kind()
     }
     fn metadata(&self) -> std::collections::BTreeMap<String, String> {
         self.0.metadata()
     }
+}
+
+impl Generative for SmallBatches<'_> {
     fn latent_dim(&self) -> usize {
         self.0.latent_dim()
     }
@@ -284,12 +287,29 @@ fn traversal_and_interpolation_images_have_the_stated_size() {
         )
         .is_err()
     );
-    // Interpolation: the two originals plus 10 decoded steps, every value a pixel intensity.
+    // Interpolation: the two originals plus 10 decoded steps, whose ends are the two images'
+    // reconstructions (decoded from their means).
     let strip = interpolate(&vae, &gpu, &test, 0, 1, 10).unwrap();
     assert_eq!(strip.len(), 12 * 784);
     assert_eq!(&strip[..784], test.image(0));
-    assert!(strip.iter().all(|v| (0.0..=1.0).contains(v)));
-    assert!(vae.as_variational().is_some());
+    assert_eq!(&strip[11 * 784..], test.image(1));
+    for (slot, image) in [(1, 0), (10, 1)] {
+        let x = deepgen::Tensor::from_slice(&gpu, test.image(image), [1, 784]).unwrap();
+        let recon = vae.reconstruct(&x).unwrap().to_vec().unwrap();
+        let decoded = &strip[slot * 784..(slot + 1) * 784];
+        let worst = recon
+            .iter()
+            .zip(decoded)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(
+            worst < 1e-4,
+            "step {slot} vs reconstruction of image {image}: {worst}"
+        );
+    }
+    // The middle of the path differs from both ends.
+    let middle = &strip[5 * 784..6 * 784];
+    assert!(middle != &strip[784..2 * 784] && middle != &strip[10 * 784..11 * 784]);
 }
 
 #[test]

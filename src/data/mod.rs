@@ -7,3 +7,7 @@ mod mnist;
 
 pub use idx::{IdxArray, read_idx};
 pub use mnist::{Batches, Dataset, Mnist};
+
+/// Seed of the one fixed binarization of a test set (`--binarize` training, `deepgen eval` and
+/// `deepgen outliers` on binarized checkpoints): every tool binarizes the test images the same way.
+pub const BINARIZE_SEED: u64 = 0;

@@ -13,11 +13,10 @@
 
 use nalgebra::{DMatrix, DVector, SymmetricEigen};
 
-use crate::autograd::no_grad;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
+use crate::infer::{EVAL_BATCH, Rows, for_each_chunk};
 use crate::models::{Classifier, FEATURE_DIM, predicted_class};
-use crate::tensor::Tensor;
 
 /// Mean and (unbiased) covariance of `n` feature rows of length `d`.
 pub fn mean_cov(features: &[f64], d: usize) -> (DVector<f64>, DMatrix<f64>) {
@@ -72,26 +71,27 @@ pub fn frechet_distance(a: &[f64], b: &[f64], d: usize) -> Result<f64> {
     Ok(frechet_distance_from_stats(&m1, &s1, &m2, &s2))
 }
 
-/// The classifier's features and predicted classes for images `(n x 784)` in [0, 1],
-/// in batches, in eval mode.
+/// The classifier's features and predicted classes for images `(n x 784)` in [0, 1], in
+/// chunks of [`EVAL_BATCH`], in eval mode (the classifier is left in eval mode).
+///
+/// Errors: GPU and readback errors.
 pub fn features_and_classes(
     classifier: &Classifier,
     gpu: &Gpu,
     images: &[f32],
 ) -> Result<(Vec<f64>, Vec<usize>)> {
     use crate::nn::Module;
-    let _no_grad = no_grad();
     classifier.set_training(false);
     let pixels = 784;
     let mut feats = Vec::with_capacity(images.len() / pixels * FEATURE_DIM);
     let mut classes = Vec::with_capacity(images.len() / pixels);
-    for chunk in images.chunks(crate::train::EVAL_BATCH * pixels) {
-        let x = Tensor::from_slice(gpu, chunk, [chunk.len() / pixels, pixels])?;
-        let f = classifier.features(&x)?;
+    for_each_chunk(gpu, Rows::Host(images, pixels), EVAL_BATCH, |x, _| {
+        let f = classifier.features(x)?;
         let logits = classifier.classify_features(&f)?.to_vec()?;
         feats.extend(f.to_vec()?.into_iter().map(f64::from));
         classes.extend(logits.chunks_exact(10).map(predicted_class));
-    }
+        Ok(())
+    })?;
     Ok((feats, classes))
 }
 

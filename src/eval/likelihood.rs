@@ -1,5 +1,6 @@
 //! Test negative ELBO, the importance-weighted (IWAE) estimate of the negative
-//! log-likelihood, and the KL of each latent dimension.
+//! log-likelihood, and the KL of each latent dimension ([`kl_per_dim`], which lives in
+//! [`crate::infer`] because training reports it too).
 
 use crate::autograd::no_grad;
 use crate::data::Dataset;
@@ -8,6 +9,8 @@ use crate::gpu::Gpu;
 use crate::models::VariationalModel;
 use crate::ops::{bce_with_logits, reparameterize};
 use crate::tensor::Tensor;
+
+pub use crate::infer::kl_per_dim;
 
 /// Likelihood figures of a VAE on a test set, nats per image.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -124,41 +127,4 @@ pub fn image_bounds(
         );
     }
     Ok(out)
-}
-
-/// Mean KL(q(z_d|x) || N(0, 1)) of every latent dimension d over `data`, nats: the
-/// dimensions a VAE actually uses have KL well above 0; unused ("inactive") ones about 0.
-pub fn kl_per_dim(
-    model: &dyn VariationalModel,
-    gpu: &Gpu,
-    data: &Dataset,
-    max_images: Option<usize>,
-) -> Result<Vec<f64>> {
-    let _no_grad = no_grad();
-    let n = max_images.unwrap_or(data.len()).min(data.len());
-    let idx: Vec<usize> = (0..n).collect();
-    let mut total: Option<Tensor> = None;
-    for chunk in idx.chunks(crate::train::EVAL_BATCH) {
-        let x = Tensor::from_slice(gpu, &data.gather(chunk), [chunk.len(), data.pixels()])?;
-        let (mu, logvar) = model.encode(&x)?;
-        // 1/2 (mu^2 + exp(logvar) - 1 - logvar), summed over the batch.
-        let kl = mu
-            .mul(&mu)?
-            .add(&logvar.exp()?)?
-            .sub(&logvar)?
-            .affine(0.5, -0.5)?
-            .sum_axis(0)?;
-        total = Some(match total {
-            Some(t) => t.add(&kl)?,
-            None => kl,
-        });
-    }
-    match total {
-        Some(t) => Ok(t
-            .to_vec()?
-            .into_iter()
-            .map(|v| v as f64 / n as f64)
-            .collect()),
-        None => Ok(Vec::new()),
-    }
 }

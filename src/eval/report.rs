@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::checkpoint::{self, Checkpoint};
+use crate::data::BINARIZE_SEED;
 use crate::data::Mnist;
 use crate::error::{Error, Result};
 use crate::eval::frechet::{
@@ -13,8 +14,8 @@ use crate::eval::frechet::{
 };
 use crate::eval::likelihood::likelihood;
 use crate::gpu::Gpu;
+use crate::infer::prior_samples;
 use crate::models::{Classifier, FEATURE_DIM, ModelKind};
-use crate::train::{BINARIZE_SEED, prior_samples};
 
 /// What to compute.
 #[derive(Clone, Debug)]

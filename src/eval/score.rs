@@ -6,18 +6,16 @@ use rand::SeedableRng;
 use rand_distr::{Distribution, Uniform};
 use serde::Serialize;
 
-use crate::autograd::no_grad;
 use crate::checkpoint;
-use crate::data::{Dataset, Mnist};
+use crate::data::{BINARIZE_SEED, Dataset, Mnist};
 use crate::error::{Error, Result};
 use crate::eval::likelihood::image_bounds;
 use crate::eval::outliers::{auroc, fpr_at_95_tpr};
 use crate::files::write_atomic;
 use crate::gpu::Gpu;
+use crate::infer::{EVAL_BATCH, Rows, collect_chunks};
 use crate::models::VariationalModel;
 use crate::ops::bce_with_logits;
-use crate::tensor::Tensor;
-use crate::train::{BINARIZE_SEED, EVAL_BATCH};
 use crate::viz;
 
 /// How an image is scored; higher means more unusual.
@@ -115,7 +113,6 @@ pub fn score_images(
     score: Score,
     k: usize,
 ) -> Result<Vec<f64>> {
-    let idx: Vec<usize> = (0..data.len()).collect();
     let mut out = Vec::with_capacity(data.len());
     match score {
         Score::Elbo | Score::Iwae | Score::Complexity | Score::Excess => {
@@ -131,13 +128,11 @@ pub fn score_images(
             }
         }
         Score::Recon => {
-            let _no_grad = no_grad();
-            for chunk in idx.chunks(EVAL_BATCH) {
-                let x = Tensor::from_slice(gpu, &data.gather(chunk), [chunk.len(), data.pixels()])?;
-                let (mu, _) = model.encode(&x)?;
-                let bce = bce_with_logits(&model.decode(&mu)?, &x)?.to_vec()?;
-                out.extend(bce.into_iter().map(f64::from));
-            }
+            let bce = collect_chunks(gpu, Rows::images(data), EVAL_BATCH, |x| {
+                let (mu, _) = model.encode(x)?;
+                bce_with_logits(&model.decode(&mu)?, x)
+            })?;
+            out.extend(bce.into_iter().map(f64::from));
         }
     }
     Ok(out)

@@ -8,8 +8,8 @@ use rand::Rng;
 
 use crate::error::Result;
 use crate::gpu::Gpu;
-use crate::models::{Generative, MlpConfig, ModelKind};
-use crate::nn::{Linear, Module, prefixed};
+use crate::models::{Generative, MlpConfig, Model, ModelKind};
+use crate::nn::{Builder, HasLayers, Layers, Linear};
 use crate::ops::Activation;
 use crate::ops::bce_with_logits;
 use crate::tensor::Tensor;
@@ -26,6 +26,7 @@ pub struct Autoencoder {
     pub dec_fc1: Linear,
     /// hidden -> input logits
     pub dec_fc2: Linear,
+    layers: Layers,
 }
 
 impl Autoencoder {
@@ -36,12 +37,14 @@ impl Autoencoder {
             hidden_dim,
             latent_dim,
         } = config;
+        let mut b = Builder::new(gpu, rng);
         Ok(Autoencoder {
             config,
-            enc_fc1: Linear::new(gpu, input_dim, hidden_dim, rng)?,
-            fc_z: Linear::new(gpu, hidden_dim, latent_dim, rng)?,
-            dec_fc1: Linear::new(gpu, latent_dim, hidden_dim, rng)?,
-            dec_fc2: Linear::new(gpu, hidden_dim, input_dim, rng)?,
+            enc_fc1: b.linear("encoder.fc1", input_dim, hidden_dim)?,
+            fc_z: b.linear("encoder.fc_z", hidden_dim, latent_dim)?,
+            dec_fc1: b.linear("decoder.fc1", latent_dim, hidden_dim)?,
+            dec_fc2: b.linear("decoder.fc2", hidden_dim, input_dim)?,
+            layers: b.finish(),
         })
     }
 
@@ -63,17 +66,13 @@ impl Autoencoder {
     }
 }
 
-impl Module for Autoencoder {
-    fn named_parameters(&self) -> Vec<(String, Tensor)> {
-        let mut p = prefixed("encoder.fc1", &self.enc_fc1);
-        p.extend(prefixed("encoder.fc_z", &self.fc_z));
-        p.extend(prefixed("decoder.fc1", &self.dec_fc1));
-        p.extend(prefixed("decoder.fc2", &self.dec_fc2));
-        p
+impl HasLayers for Autoencoder {
+    fn layers(&self) -> &Layers {
+        &self.layers
     }
 }
 
-impl Generative for Autoencoder {
+impl Model for Autoencoder {
     fn kind(&self) -> ModelKind {
         ModelKind::Autoencoder
     }
@@ -81,7 +80,9 @@ impl Generative for Autoencoder {
     fn metadata(&self) -> BTreeMap<String, String> {
         self.config.to_metadata()
     }
+}
 
+impl Generative for Autoencoder {
     fn latent_dim(&self) -> usize {
         self.config.latent_dim
     }

@@ -13,9 +13,8 @@ use rand::Rng;
 
 use crate::error::Result;
 use crate::gpu::Gpu;
-use crate::nn::{
-    BatchNorm2d, Conv2d, Dropout, Init, Linear, Module, flatten, prefixed, prefixed_buffers,
-};
+use crate::models::{Model, ModelKind};
+use crate::nn::{BatchNorm2d, Builder, Conv2d, Dropout, HasLayers, Layers, Linear, flatten};
 use crate::ops::Activation;
 use crate::ops::Conv2dOptions;
 use crate::tensor::Tensor;
@@ -32,20 +31,23 @@ pub struct Classifier {
     fc1: Linear,
     dropout: Dropout,
     fc2: Linear,
+    layers: Layers,
 }
 
 impl Classifier {
     /// A classifier with PyTorch-default initialisation.
     pub fn new(gpu: &Gpu, rng: &mut impl Rng) -> Result<Classifier> {
-        let init = Init::PyTorch;
+        let down = Conv2dOptions::new(2, 1);
+        let mut b = Builder::new(gpu, rng);
         Ok(Classifier {
-            conv1: Conv2d::new(gpu, 1, 32, 4, Conv2dOptions::new(2, 1), false, init, rng)?,
-            bn1: BatchNorm2d::new(gpu, 32)?,
-            conv2: Conv2d::new(gpu, 32, 64, 4, Conv2dOptions::new(2, 1), false, init, rng)?,
-            bn2: BatchNorm2d::new(gpu, 64)?,
-            fc1: Linear::new(gpu, 64 * 7 * 7, FEATURE_DIM, rng)?,
-            dropout: Dropout::new(0.25),
-            fc2: Linear::new(gpu, FEATURE_DIM, 10, rng)?,
+            conv1: b.conv2d("conv1", 1, 32, 4, down, false)?,
+            bn1: b.batch_norm("bn1", 32)?,
+            conv2: b.conv2d("conv2", 32, 64, 4, down, false)?,
+            bn2: b.batch_norm("bn2", 64)?,
+            fc1: b.linear("fc1", 64 * 7 * 7, FEATURE_DIM)?,
+            dropout: b.dropout("dropout", 0.25)?,
+            fc2: b.linear("fc2", FEATURE_DIM, 10)?,
+            layers: b.finish(),
         })
     }
 
@@ -69,37 +71,24 @@ impl Classifier {
     pub fn classify_features(&self, features: &Tensor) -> Result<Tensor> {
         self.fc2.forward(&self.dropout.forward(features)?)
     }
+}
 
-    /// Hyperparameters for the checkpoint.
-    pub fn metadata(&self) -> BTreeMap<String, String> {
+impl HasLayers for Classifier {
+    fn layers(&self) -> &Layers {
+        &self.layers
+    }
+}
+
+impl Model for Classifier {
+    fn kind(&self) -> ModelKind {
+        ModelKind::Classifier
+    }
+
+    fn metadata(&self) -> BTreeMap<String, String> {
         BTreeMap::from([
             ("classes".to_string(), "10".to_string()),
             ("input_dim".to_string(), "784".to_string()),
         ])
-    }
-}
-
-impl Module for Classifier {
-    fn named_parameters(&self) -> Vec<(String, Tensor)> {
-        let mut p = prefixed("conv1", &self.conv1);
-        p.extend(prefixed("bn1", &self.bn1));
-        p.extend(prefixed("conv2", &self.conv2));
-        p.extend(prefixed("bn2", &self.bn2));
-        p.extend(prefixed("fc1", &self.fc1));
-        p.extend(prefixed("fc2", &self.fc2));
-        p
-    }
-
-    fn named_buffers(&self) -> Vec<(String, Tensor)> {
-        let mut b = prefixed_buffers("bn1", &self.bn1);
-        b.extend(prefixed_buffers("bn2", &self.bn2));
-        b
-    }
-
-    fn set_training(&self, training: bool) {
-        self.bn1.set_training(training);
-        self.bn2.set_training(training);
-        self.dropout.set_training(training);
     }
 }
 

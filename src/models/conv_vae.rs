@@ -12,8 +12,8 @@ use rand::Rng;
 
 use crate::error::Result;
 use crate::gpu::Gpu;
-use crate::models::{Generative, ModelKind, VariationalModel};
-use crate::nn::{Conv2d, ConvTranspose2d, Init, Linear, Module, flatten, prefixed};
+use crate::models::{Generative, Model, ModelKind, VariationalModel};
+use crate::nn::{Builder, Conv2d, ConvTranspose2d, HasLayers, Layers, Linear, flatten};
 use crate::ops::Activation;
 use crate::ops::Conv2dOptions;
 use crate::tensor::Tensor;
@@ -34,24 +34,26 @@ pub struct ConvVae {
     dec_fc2: Linear,
     dec_deconv1: ConvTranspose2d,
     dec_deconv2: ConvTranspose2d,
+    layers: Layers,
 }
 
 impl ConvVae {
     /// A conv VAE with PyTorch-default initialisation.
     pub fn new(gpu: &Gpu, latent_dim: usize, rng: &mut impl Rng) -> Result<ConvVae> {
         let down = Conv2dOptions::new(2, 1);
-        let init = Init::PyTorch;
+        let mut b = Builder::new(gpu, rng);
         Ok(ConvVae {
             latent_dim,
-            enc_conv1: Conv2d::new(gpu, 1, 32, 4, down, true, init, rng)?,
-            enc_conv2: Conv2d::new(gpu, 32, 64, 4, down, true, init, rng)?,
-            enc_fc: Linear::new(gpu, 64 * 7 * 7, HIDDEN, rng)?,
-            fc_mu: Linear::new(gpu, HIDDEN, latent_dim, rng)?,
-            fc_logvar: Linear::new(gpu, HIDDEN, latent_dim, rng)?,
-            dec_fc1: Linear::new(gpu, latent_dim, HIDDEN, rng)?,
-            dec_fc2: Linear::new(gpu, HIDDEN, 64 * 7 * 7, rng)?,
-            dec_deconv1: ConvTranspose2d::new(gpu, 64, 32, 4, down, 0, true, init, rng)?,
-            dec_deconv2: ConvTranspose2d::new(gpu, 32, 1, 4, down, 0, true, init, rng)?,
+            enc_conv1: b.conv2d("encoder.conv1", 1, 32, 4, down, true)?,
+            enc_conv2: b.conv2d("encoder.conv2", 32, 64, 4, down, true)?,
+            enc_fc: b.linear("encoder.fc", 64 * 7 * 7, HIDDEN)?,
+            fc_mu: b.linear("encoder.fc_mu", HIDDEN, latent_dim)?,
+            fc_logvar: b.linear("encoder.fc_logvar", HIDDEN, latent_dim)?,
+            dec_fc1: b.linear("decoder.fc1", latent_dim, HIDDEN)?,
+            dec_fc2: b.linear("decoder.fc2", HIDDEN, 64 * 7 * 7)?,
+            dec_deconv1: b.conv_transpose2d("decoder.deconv1", 64, 32, 4, down, true)?,
+            dec_deconv2: b.conv_transpose2d("decoder.deconv2", 32, 1, 4, down, true)?,
+            layers: b.finish(),
         })
     }
 
@@ -96,22 +98,13 @@ impl VariationalModel for ConvVae {
     }
 }
 
-impl Module for ConvVae {
-    fn named_parameters(&self) -> Vec<(String, Tensor)> {
-        let mut p = prefixed("encoder.conv1", &self.enc_conv1);
-        p.extend(prefixed("encoder.conv2", &self.enc_conv2));
-        p.extend(prefixed("encoder.fc", &self.enc_fc));
-        p.extend(prefixed("encoder.fc_mu", &self.fc_mu));
-        p.extend(prefixed("encoder.fc_logvar", &self.fc_logvar));
-        p.extend(prefixed("decoder.fc1", &self.dec_fc1));
-        p.extend(prefixed("decoder.fc2", &self.dec_fc2));
-        p.extend(prefixed("decoder.deconv1", &self.dec_deconv1));
-        p.extend(prefixed("decoder.deconv2", &self.dec_deconv2));
-        p
+impl HasLayers for ConvVae {
+    fn layers(&self) -> &Layers {
+        &self.layers
     }
 }
 
-impl Generative for ConvVae {
+impl Model for ConvVae {
     fn kind(&self) -> ModelKind {
         ModelKind::ConvVae
     }
@@ -122,7 +115,9 @@ impl Generative for ConvVae {
             ("input_dim".to_string(), "784".to_string()),
         ])
     }
+}
 
+impl Generative for ConvVae {
     fn as_variational(&self) -> Option<&dyn VariationalModel> {
         Some(self)
     }

@@ -13,7 +13,8 @@ use rand::Rng;
 
 use crate::error::Result;
 use crate::gpu::Gpu;
-use crate::nn::{Linear, Module, prefixed};
+use crate::models::{Model, ModelKind};
+use crate::nn::{Builder, HasLayers, Layers, Linear};
 use crate::ops::Activation;
 use crate::tensor::Tensor;
 
@@ -27,6 +28,7 @@ pub struct DbVae {
     fc_logvar: Linear,
     dec_fc1: Linear,
     dec_fc2: Linear,
+    layers: Layers,
 }
 
 /// The encoder's three outputs for a batch.
@@ -42,14 +44,16 @@ pub struct DbVaeOutput {
 impl DbVae {
     /// A DB-VAE with PyTorch-default initialisation.
     pub fn new(gpu: &Gpu, latent_dim: usize, rng: &mut impl Rng) -> Result<DbVae> {
+        let mut b = Builder::new(gpu, rng);
         Ok(DbVae {
             latent_dim,
-            enc_fc1: Linear::new(gpu, 784, 400, rng)?,
-            fc_class: Linear::new(gpu, 400, 1, rng)?,
-            fc_mu: Linear::new(gpu, 400, latent_dim, rng)?,
-            fc_logvar: Linear::new(gpu, 400, latent_dim, rng)?,
-            dec_fc1: Linear::new(gpu, latent_dim, 400, rng)?,
-            dec_fc2: Linear::new(gpu, 400, 784, rng)?,
+            enc_fc1: b.linear("encoder.fc1", 784, 400)?,
+            fc_class: b.linear("encoder.fc_class", 400, 1)?,
+            fc_mu: b.linear("encoder.fc_mu", 400, latent_dim)?,
+            fc_logvar: b.linear("encoder.fc_logvar", 400, latent_dim)?,
+            dec_fc1: b.linear("decoder.fc1", latent_dim, 400)?,
+            dec_fc2: b.linear("decoder.fc2", 400, 784)?,
+            layers: b.finish(),
         })
     }
 
@@ -74,21 +78,20 @@ impl DbVae {
         self.dec_fc2
             .forward(&self.dec_fc1.forward_act(z, Activation::Relu)?)
     }
+}
 
-    /// Hyperparameters for the checkpoint.
-    pub fn metadata(&self) -> BTreeMap<String, String> {
-        BTreeMap::from([("latent_dim".to_string(), self.latent_dim.to_string())])
+impl HasLayers for DbVae {
+    fn layers(&self) -> &Layers {
+        &self.layers
     }
 }
 
-impl Module for DbVae {
-    fn named_parameters(&self) -> Vec<(String, Tensor)> {
-        let mut p = prefixed("encoder.fc1", &self.enc_fc1);
-        p.extend(prefixed("encoder.fc_class", &self.fc_class));
-        p.extend(prefixed("encoder.fc_mu", &self.fc_mu));
-        p.extend(prefixed("encoder.fc_logvar", &self.fc_logvar));
-        p.extend(prefixed("decoder.fc1", &self.dec_fc1));
-        p.extend(prefixed("decoder.fc2", &self.dec_fc2));
-        p
+impl Model for DbVae {
+    fn kind(&self) -> ModelKind {
+        ModelKind::DbVae
+    }
+
+    fn metadata(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([("latent_dim".to_string(), self.latent_dim.to_string())])
     }
 }

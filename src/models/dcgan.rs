@@ -12,10 +12,9 @@ use rand::Rng;
 
 use crate::error::Result;
 use crate::gpu::Gpu;
-use crate::models::{Adversarial, Generative, ModelKind};
+use crate::models::{Adversarial, Generative, Model, ModelKind};
 use crate::nn::{
-    BatchNorm2d, Conv2d, ConvTranspose2d, Init, Linear, Module, flatten, init, prefixed,
-    prefixed_buffers,
+    BatchNorm2d, Builder, Conv2d, ConvTranspose2d, HasLayers, Init, Layers, Linear, flatten,
 };
 use crate::ops::Conv2dOptions;
 use crate::tensor::Tensor;
@@ -35,33 +34,28 @@ pub struct Dcgan {
     d_conv2: Conv2d,
     d_bn2: BatchNorm2d,
     d_fc: Linear,
-}
-
-/// A batch norm layer whose scale starts from N(1, 0.02), as in the DCGAN reference code.
-fn dcgan_bn(gpu: &Gpu, channels: usize, rng: &mut impl Rng) -> Result<BatchNorm2d> {
-    let mut bn = BatchNorm2d::new(gpu, channels)?;
-    bn.weight = init::normal(gpu, [channels], 1.0, 0.02, rng)?;
-    Ok(bn)
+    layers: Layers,
 }
 
 impl Dcgan {
     /// A DCGAN with the paper's N(0, 0.02) initialisation.
     pub fn new(gpu: &Gpu, noise_dim: usize, rng: &mut impl Rng) -> Result<Dcgan> {
         let up = Conv2dOptions::new(2, 1);
-        let init = Init::Dcgan;
+        // Batch norm scales from N(1, 0.02) under the DCGAN init, as in the reference code.
+        let mut b = Builder::new(gpu, rng).with_init(Init::Dcgan);
         Ok(Dcgan {
             noise_dim,
-            g_fc: Linear::with_init(gpu, noise_dim, 128 * 7 * 7, init, rng)?,
+            g_fc: b.linear("generator.fc", noise_dim, 128 * 7 * 7)?,
+            g_bn0: b.batch_norm("generator.bn0", 128)?,
             // No bias before a batch norm: it would be cancelled by the mean subtraction.
-            g_bn0: dcgan_bn(gpu, 128, rng)?,
-            // No bias before a batch norm: it would be cancelled by the mean subtraction.
-            g_deconv1: ConvTranspose2d::new(gpu, 128, 64, 4, up, 0, false, init, rng)?,
-            g_bn1: dcgan_bn(gpu, 64, rng)?,
-            g_deconv2: ConvTranspose2d::new(gpu, 64, 1, 4, up, 0, true, init, rng)?,
-            d_conv1: Conv2d::new(gpu, 1, 64, 4, up, true, init, rng)?,
-            d_conv2: Conv2d::new(gpu, 64, 128, 4, up, false, init, rng)?,
-            d_bn2: dcgan_bn(gpu, 128, rng)?,
-            d_fc: Linear::with_init(gpu, 128 * 7 * 7, 1, init, rng)?,
+            g_deconv1: b.conv_transpose2d("generator.deconv1", 128, 64, 4, up, false)?,
+            g_bn1: b.batch_norm("generator.bn1", 64)?,
+            g_deconv2: b.conv_transpose2d("generator.deconv2", 64, 1, 4, up, true)?,
+            d_conv1: b.conv2d("discriminator.conv1", 1, 64, 4, up, true)?,
+            d_conv2: b.conv2d("discriminator.conv2", 64, 128, 4, up, false)?,
+            d_bn2: b.batch_norm("discriminator.bn2", 128)?,
+            d_fc: b.linear("discriminator.fc", 128 * 7 * 7, 1)?,
+            layers: b.finish(),
         })
     }
 }
@@ -87,51 +81,15 @@ impl Adversarial for Dcgan {
             .leaky_relu(SLOPE)?;
         self.d_fc.forward(&flatten(&h)?)
     }
+}
 
-    fn generator_parameters(&self) -> Vec<(String, Tensor)> {
-        let mut p = prefixed("generator.fc", &self.g_fc);
-        p.extend(prefixed("generator.bn0", &self.g_bn0));
-        p.extend(prefixed("generator.deconv1", &self.g_deconv1));
-        p.extend(prefixed("generator.bn1", &self.g_bn1));
-        p.extend(prefixed("generator.deconv2", &self.g_deconv2));
-        p
-    }
-
-    fn discriminator_parameters(&self) -> Vec<(String, Tensor)> {
-        let mut p = prefixed("discriminator.conv1", &self.d_conv1);
-        p.extend(prefixed("discriminator.conv2", &self.d_conv2));
-        p.extend(prefixed("discriminator.bn2", &self.d_bn2));
-        p.extend(prefixed("discriminator.fc", &self.d_fc));
-        p
-    }
-
-    fn set_generator_training(&self, training: bool) {
-        self.g_bn0.set_training(training);
-        self.g_bn1.set_training(training);
+impl HasLayers for Dcgan {
+    fn layers(&self) -> &Layers {
+        &self.layers
     }
 }
 
-impl Module for Dcgan {
-    fn named_parameters(&self) -> Vec<(String, Tensor)> {
-        let mut p = self.generator_parameters();
-        p.extend(self.discriminator_parameters());
-        p
-    }
-
-    fn named_buffers(&self) -> Vec<(String, Tensor)> {
-        let mut b = prefixed_buffers("generator.bn0", &self.g_bn0);
-        b.extend(prefixed_buffers("generator.bn1", &self.g_bn1));
-        b.extend(prefixed_buffers("discriminator.bn2", &self.d_bn2));
-        b
-    }
-
-    fn set_training(&self, training: bool) {
-        self.set_generator_training(training);
-        self.d_bn2.set_training(training);
-    }
-}
-
-impl Generative for Dcgan {
+impl Model for Dcgan {
     fn kind(&self) -> ModelKind {
         ModelKind::Dcgan
     }
@@ -142,7 +100,9 @@ impl Generative for Dcgan {
             ("input_dim".to_string(), "784".to_string()),
         ])
     }
+}
 
+impl Generative for Dcgan {
     fn latent_dim(&self) -> usize {
         self.noise_dim
     }

@@ -10,8 +10,8 @@ use rand::Rng;
 
 use crate::error::Result;
 use crate::gpu::Gpu;
-use crate::models::{Adversarial, Generative, ModelKind};
-use crate::nn::{BatchNorm1d, Linear, Module, prefixed, prefixed_buffers};
+use crate::models::{Adversarial, Generative, Model, ModelKind};
+use crate::nn::{BatchNorm1d, Builder, HasLayers, Layers, Linear};
 use crate::ops::Activation;
 use crate::tensor::Tensor;
 
@@ -31,22 +31,25 @@ pub struct MlpGan {
     d_fc1: Linear,
     d_fc2: Linear,
     d_fc3: Linear,
+    layers: Layers,
 }
 
 impl MlpGan {
     /// A GAN with PyTorch-default initialisation.
     pub fn new(gpu: &Gpu, noise_dim: usize, rng: &mut impl Rng) -> Result<MlpGan> {
+        let mut b = Builder::new(gpu, rng);
         Ok(MlpGan {
             noise_dim,
-            g_fc1: Linear::new(gpu, noise_dim, 256, rng)?,
-            g_fc2: Linear::new(gpu, 256, 512, rng)?,
-            g_bn2: BatchNorm1d::new(gpu, 512)?,
-            g_fc3: Linear::new(gpu, 512, 1024, rng)?,
-            g_bn3: BatchNorm1d::new(gpu, 1024)?,
-            g_fc4: Linear::new(gpu, 1024, 784, rng)?,
-            d_fc1: Linear::new(gpu, 784, 512, rng)?,
-            d_fc2: Linear::new(gpu, 512, 256, rng)?,
-            d_fc3: Linear::new(gpu, 256, 1, rng)?,
+            g_fc1: b.linear("generator.fc1", noise_dim, 256)?,
+            g_fc2: b.linear("generator.fc2", 256, 512)?,
+            g_bn2: b.batch_norm("generator.bn2", 512)?,
+            g_fc3: b.linear("generator.fc3", 512, 1024)?,
+            g_bn3: b.batch_norm("generator.bn3", 1024)?,
+            g_fc4: b.linear("generator.fc4", 1024, 784)?,
+            d_fc1: b.linear("discriminator.fc1", 784, 512)?,
+            d_fc2: b.linear("discriminator.fc2", 512, 256)?,
+            d_fc3: b.linear("discriminator.fc3", 256, 1)?,
+            layers: b.finish(),
         })
     }
 }
@@ -70,49 +73,15 @@ impl Adversarial for MlpGan {
         let h = self.d_fc2.forward_act(&h, Activation::LeakyRelu(SLOPE))?;
         self.d_fc3.forward(&h)
     }
+}
 
-    fn generator_parameters(&self) -> Vec<(String, Tensor)> {
-        let mut p = prefixed("generator.fc1", &self.g_fc1);
-        p.extend(prefixed("generator.fc2", &self.g_fc2));
-        p.extend(prefixed("generator.bn2", &self.g_bn2));
-        p.extend(prefixed("generator.fc3", &self.g_fc3));
-        p.extend(prefixed("generator.bn3", &self.g_bn3));
-        p.extend(prefixed("generator.fc4", &self.g_fc4));
-        p
-    }
-
-    fn discriminator_parameters(&self) -> Vec<(String, Tensor)> {
-        let mut p = prefixed("discriminator.fc1", &self.d_fc1);
-        p.extend(prefixed("discriminator.fc2", &self.d_fc2));
-        p.extend(prefixed("discriminator.fc3", &self.d_fc3));
-        p
-    }
-
-    fn set_generator_training(&self, training: bool) {
-        self.g_bn2.set_training(training);
-        self.g_bn3.set_training(training);
+impl HasLayers for MlpGan {
+    fn layers(&self) -> &Layers {
+        &self.layers
     }
 }
 
-impl Module for MlpGan {
-    fn named_parameters(&self) -> Vec<(String, Tensor)> {
-        let mut p = self.generator_parameters();
-        p.extend(self.discriminator_parameters());
-        p
-    }
-
-    fn named_buffers(&self) -> Vec<(String, Tensor)> {
-        let mut b = prefixed_buffers("generator.bn2", &self.g_bn2);
-        b.extend(prefixed_buffers("generator.bn3", &self.g_bn3));
-        b
-    }
-
-    fn set_training(&self, training: bool) {
-        self.set_generator_training(training);
-    }
-}
-
-impl Generative for MlpGan {
+impl Model for MlpGan {
     fn kind(&self) -> ModelKind {
         ModelKind::Gan
     }
@@ -123,7 +92,9 @@ impl Generative for MlpGan {
             ("input_dim".to_string(), "784".to_string()),
         ])
     }
+}
 
+impl Generative for MlpGan {
     fn latent_dim(&self) -> usize {
         self.noise_dim
     }

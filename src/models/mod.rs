@@ -1,9 +1,11 @@
 //! Models built from `nn/`: the lecture's autoencoder and variational autoencoders,
 //! the GANs, and a digit classifier.
 //!
-//! Each model can describe itself as checkpoint metadata (its kind and
-//! hyperparameters) and be rebuilt from it, so `deepgen sample --checkpoint F`
-//! needs nothing but the file.
+//! Each model names each of its layers once, through an [`crate::nn::Builder`]; its
+//! parameters, buffers and train/eval switches come from that registry. Each model can
+//! describe itself as checkpoint metadata (its kind and hyperparameters, [`Model`]) and the
+//! generative ones can be rebuilt from it, so `deepgen sample --checkpoint F` needs nothing
+//! but the file.
 
 mod autoencoder;
 mod classifier;
@@ -25,7 +27,7 @@ use std::collections::BTreeMap;
 
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::nn::Module;
+use crate::nn::{HasLayers, Module};
 use crate::tensor::Tensor;
 
 /// Sizes of the MLP (variational) autoencoder: input -> hidden -> latent -> hidden -> input.
@@ -112,17 +114,34 @@ impl ModelKind {
         ModelKind::DbVae,
     ];
 
+    /// The name (on the command line and in checkpoints) and a one-line description (the
+    /// command line's help).
+    fn spec(self) -> (&'static str, &'static str) {
+        match self {
+            ModelKind::Vae => ("vae", "Variational autoencoder (MLP 784-400-20)"),
+            ModelKind::Autoencoder => (
+                "ae",
+                "Plain autoencoder (same sizes, deterministic bottleneck)",
+            ),
+            ModelKind::ConvVae => ("conv-vae", "Convolutional variational autoencoder"),
+            ModelKind::Gan => ("gan", "MLP generative adversarial network"),
+            ModelKind::Dcgan => ("dcgan", "Deep convolutional GAN"),
+            ModelKind::Classifier => ("classifier", "Convolutional digit classifier"),
+            ModelKind::DbVae => (
+                "dbvae",
+                "Debiasing VAE on the biased \"is it odd?\" task (with --plain: the same network as a plain classifier)",
+            ),
+        }
+    }
+
     /// The name used on the command line and in checkpoints.
     pub fn name(self) -> &'static str {
-        match self {
-            ModelKind::Vae => "vae",
-            ModelKind::Autoencoder => "ae",
-            ModelKind::ConvVae => "conv-vae",
-            ModelKind::Gan => "gan",
-            ModelKind::Dcgan => "dcgan",
-            ModelKind::Classifier => "classifier",
-            ModelKind::DbVae => "dbvae",
-        }
+        self.spec().0
+    }
+
+    /// What the model is, in one line.
+    pub fn description(self) -> &'static str {
+        self.spec().1
     }
 
     /// Parses a checkpoint's `model` entry.
@@ -183,39 +202,53 @@ pub trait VariationalModel: Generative {
         VaeLoss::combine(recon, kl, beta)
     }
 
-    /// The most codes `decode` should be given at once by evaluation loops, so that no
-    /// intermediate outgrows an adapter's storage-binding limit (128 MiB is wgpu's default).
+    /// The most codes `decode` should be given at once by the importance-sampling passes
+    /// (`eval::likelihood`), so that no intermediate outgrows an adapter's storage-binding
+    /// limit (128 MiB is wgpu's default). A memory budget: per-image weights depend on it only
+    /// through rounding (tests/eval.rs checks chunked against whole). The other evaluation
+    /// passes use `infer::EVAL_BATCH`, which also fixes the order of their sums.
     fn max_decode_rows(&self) -> usize {
         8192
     }
 }
 
-/// A GAN: generator G(z) -> images in [-1, 1] as `(B, 784)`, discriminator D(x) -> logits `(B, 1)`.
-pub trait Adversarial: Generative {
+/// A GAN: generator G(z) -> images in [-1, 1] as `(B, 784)`, discriminator D(x) -> logits
+/// `(B, 1)`. The two players are the layers named under `generator.` and `discriminator.`.
+pub trait Adversarial: Generative + HasLayers {
     /// G: `z (B, noise_dim)` -> `(B, 784)` in [-1, 1] (tanh).
     fn generator(&self, z: &Tensor) -> Result<Tensor>;
 
     /// D: `x (B, 784)` in [-1, 1] -> real/fake logits `(B, 1)`.
     fn discriminator(&self, x: &Tensor) -> Result<Tensor>;
 
-    /// The generator's parameters (what the generator's optimizer updates).
-    fn generator_parameters(&self) -> Vec<(String, Tensor)>;
+    /// The generator's parameters, `generator.*` (what the generator's optimizer updates).
+    fn generator_parameters(&self) -> Vec<(String, Tensor)> {
+        self.layers().parameters_in("generator")
+    }
 
-    /// The discriminator's parameters.
-    fn discriminator_parameters(&self) -> Vec<(String, Tensor)>;
+    /// The discriminator's parameters, `discriminator.*`.
+    fn discriminator_parameters(&self) -> Vec<(String, Tensor)> {
+        self.layers().parameters_in("discriminator")
+    }
 
     /// Train/eval mode of the generator's batch norms alone (eval when sampling).
-    fn set_generator_training(&self, training: bool);
+    fn set_generator_training(&self, training: bool) {
+        self.layers().set_training_in("generator", training)
+    }
 }
 
-/// A trained model that can generate images from latent codes.
-pub trait Generative: Module {
+/// What every model tells a checkpoint: its kind and hyperparameters (and, through
+/// [`Module`], its named parameters and buffers).
+pub trait Model: Module {
     /// The model's kind.
     fn kind(&self) -> ModelKind;
 
     /// Hyperparameters to store in a checkpoint's metadata.
     fn metadata(&self) -> BTreeMap<String, String>;
+}
 
+/// A trained model that can generate images from latent codes.
+pub trait Generative: Model {
     /// Size of the latent code.
     fn latent_dim(&self) -> usize;
 

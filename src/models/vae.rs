@@ -8,8 +8,8 @@ use rand::Rng;
 
 use crate::error::Result;
 use crate::gpu::Gpu;
-use crate::models::{Generative, MlpConfig, ModelKind, VariationalModel};
-use crate::nn::{Linear, Module, prefixed};
+use crate::models::{Generative, MlpConfig, Model, ModelKind, VariationalModel};
+use crate::nn::{Builder, HasLayers, Layers, Linear};
 use crate::ops::Activation;
 use crate::tensor::Tensor;
 
@@ -27,6 +27,7 @@ pub struct Vae {
     pub dec_fc1: Linear,
     /// hidden -> input logits
     pub dec_fc2: Linear,
+    layers: Layers,
 }
 
 impl Vae {
@@ -37,13 +38,15 @@ impl Vae {
             hidden_dim,
             latent_dim,
         } = config;
+        let mut b = Builder::new(gpu, rng);
         Ok(Vae {
             config,
-            enc_fc1: Linear::new(gpu, input_dim, hidden_dim, rng)?,
-            fc_mu: Linear::new(gpu, hidden_dim, latent_dim, rng)?,
-            fc_logvar: Linear::new(gpu, hidden_dim, latent_dim, rng)?,
-            dec_fc1: Linear::new(gpu, latent_dim, hidden_dim, rng)?,
-            dec_fc2: Linear::new(gpu, hidden_dim, input_dim, rng)?,
+            enc_fc1: b.linear("encoder.fc1", input_dim, hidden_dim)?,
+            fc_mu: b.linear("encoder.fc_mu", hidden_dim, latent_dim)?,
+            fc_logvar: b.linear("encoder.fc_logvar", hidden_dim, latent_dim)?,
+            dec_fc1: b.linear("decoder.fc1", latent_dim, hidden_dim)?,
+            dec_fc2: b.linear("decoder.fc2", hidden_dim, input_dim)?,
+            layers: b.finish(),
         })
     }
 
@@ -70,18 +73,13 @@ impl VariationalModel for Vae {
     }
 }
 
-impl Module for Vae {
-    fn named_parameters(&self) -> Vec<(String, Tensor)> {
-        let mut p = prefixed("encoder.fc1", &self.enc_fc1);
-        p.extend(prefixed("encoder.fc_mu", &self.fc_mu));
-        p.extend(prefixed("encoder.fc_logvar", &self.fc_logvar));
-        p.extend(prefixed("decoder.fc1", &self.dec_fc1));
-        p.extend(prefixed("decoder.fc2", &self.dec_fc2));
-        p
+impl HasLayers for Vae {
+    fn layers(&self) -> &Layers {
+        &self.layers
     }
 }
 
-impl Generative for Vae {
+impl Model for Vae {
     fn kind(&self) -> ModelKind {
         ModelKind::Vae
     }
@@ -89,7 +87,9 @@ impl Generative for Vae {
     fn metadata(&self) -> BTreeMap<String, String> {
         self.config.to_metadata()
     }
+}
 
+impl Generative for Vae {
     fn as_variational(&self) -> Option<&dyn VariationalModel> {
         Some(self)
     }

@@ -1,14 +1,17 @@
 //! Layers built from ops: each holds its parameters (leaf tensors that require
 //! grad) and has a `forward`. Parameter names follow PyTorch (`fc1.weight`), so a
-//! checkpoint's tensor names read like a `state_dict`.
+//! checkpoint's tensor names read like a `state_dict`. Models create their layers through
+//! a [`Builder`], which names each layer once and registers it (see [`layers`]).
 
 mod conv;
 pub mod init;
+pub mod layers;
 mod linear;
 mod norm;
 
 pub use conv::{Conv2d, ConvTranspose2d};
 pub use init::Init;
+pub use layers::{Builder, HasLayers, Layers};
 pub use linear::Linear;
 pub use norm::{BatchNorm, BatchNorm1d, BatchNorm2d, Dropout, flatten};
 
@@ -47,21 +50,4 @@ pub trait Module {
     /// Switches training behaviour (batch statistics, dropout) on or off, as
     /// PyTorch's `train()` / `eval()`. Containers forward it to their layers.
     fn set_training(&self, _training: bool) {}
-}
-
-/// Prefixes the parameter names of `module` with `prefix.`.
-pub fn prefixed(prefix: &str, module: &dyn Module) -> Vec<(String, Tensor)> {
-    with_prefix(prefix, module.named_parameters())
-}
-
-/// Prefixes the buffer names of `module` with `prefix.`.
-pub fn prefixed_buffers(prefix: &str, module: &dyn Module) -> Vec<(String, Tensor)> {
-    with_prefix(prefix, module.named_buffers())
-}
-
-fn with_prefix(prefix: &str, named: Vec<(String, Tensor)>) -> Vec<(String, Tensor)> {
-    named
-        .into_iter()
-        .map(|(n, t)| (format!("{prefix}.{n}"), t))
-        .collect()
 }

@@ -1,10 +1,13 @@
 //! Batch normalization and dropout layers: the two whose behaviour depends on train/eval mode.
 
 use std::cell::Cell;
+use std::rc::Rc;
+
+use rand::Rng;
 
 use crate::error::Result;
 use crate::gpu::Gpu;
-use crate::nn::Module;
+use crate::nn::{Init, Module, init};
 use crate::ops::batch_norm;
 use crate::tensor::Tensor;
 
@@ -24,7 +27,8 @@ pub struct BatchNorm {
     pub momentum: f32,
     /// Added to the variance.
     pub eps: f32,
-    training: Cell<bool>,
+    /// Train/eval mode, shared with the model's [`crate::nn::Layers`] registry.
+    training: Rc<Cell<bool>>,
 }
 
 /// `torch.nn.BatchNorm1d`: the same layer over `(N, C)`.
@@ -42,8 +46,28 @@ impl BatchNorm {
             running_var: Tensor::full(gpu, [channels], 1.0)?,
             momentum: 0.1,
             eps: 1e-5,
-            training: Cell::new(true),
+            training: Rc::new(Cell::new(true)),
         })
+    }
+
+    /// A layer initialised by `init`: scale 1 (PyTorch), or drawn from N(1, 0.02) as in the
+    /// DCGAN reference code.
+    pub fn with_init(
+        gpu: &Gpu,
+        channels: usize,
+        init: Init,
+        rng: &mut impl Rng,
+    ) -> Result<BatchNorm> {
+        let mut bn = BatchNorm::new(gpu, channels)?;
+        if init == Init::Dcgan {
+            bn.weight = init::normal(gpu, [channels], 1.0, 0.02, rng)?;
+        }
+        Ok(bn)
+    }
+
+    /// The train/eval flag, for a registry that switches it with the rest of the model.
+    pub(crate) fn training_switch(&self) -> Rc<Cell<bool>> {
+        self.training.clone()
     }
 
     /// Normalises with batch statistics (training) or the running ones (eval).
@@ -88,7 +112,8 @@ impl Module for BatchNorm {
 pub struct Dropout {
     /// Drop probability.
     pub p: f32,
-    training: Cell<bool>,
+    /// Train/eval mode, shared with the model's [`crate::nn::Layers`] registry.
+    training: Rc<Cell<bool>>,
 }
 
 impl Dropout {
@@ -96,8 +121,13 @@ impl Dropout {
     pub fn new(p: f32) -> Dropout {
         Dropout {
             p,
-            training: Cell::new(true),
+            training: Rc::new(Cell::new(true)),
         }
+    }
+
+    /// The train/eval flag, for a registry that switches it with the rest of the model.
+    pub(crate) fn training_switch(&self) -> Rc<Cell<bool>> {
+        self.training.clone()
     }
 
     /// Applies dropout in training mode; returns `x` in eval mode.

@@ -1,22 +1,20 @@
-//! Training the digit classifier: softmax cross-entropy, Adam, test accuracy per epoch.
-
-use std::time::Instant;
+//! The digit classifier's part of training: softmax cross-entropy, Adam, test loss and
+//! accuracy after every epoch.
 
 use rand::SeedableRng;
 use serde::Serialize;
 
 use crate::autograd::no_grad;
-use crate::data::{Batches, Dataset};
+use crate::data::{Dataset, Mnist};
 use crate::error::Result;
 use crate::gpu::Gpu;
-use crate::models::{Classifier, ModelKind, predicted_class};
+use crate::infer::{EVAL_BATCH, Rows, for_each_chunk};
+use crate::models::{Classifier, Model, predicted_class};
 use crate::nn::Module;
 use crate::ops::softmax_cross_entropy;
 use crate::optim::Adam;
 use crate::tensor::Tensor;
-use crate::train::{
-    EVAL_BATCH, TrainConfig, append_jsonl, end_step, epoch_bar, prepare_out_dir, save_checkpoint,
-};
+use crate::train::{Batch, EpochStats, Metrics, Optimizer, Step, TrainConfig, Trainable, fit};
 
 /// One line of metrics.jsonl for the classifier.
 #[derive(Clone, Debug, Serialize)]
@@ -35,35 +33,138 @@ pub struct ClassifierMetrics {
     pub images_per_second: f64,
 }
 
-/// The labels of `indices` as an f32 tensor of class indices, shape (B,).
-fn labels(gpu: &Gpu, data: &Dataset, indices: &[usize]) -> Result<Tensor> {
-    let l: Vec<f32> = indices.iter().map(|&i| data.labels[i] as f32).collect();
-    Tensor::from_slice(gpu, &l, [indices.len()])
+impl Metrics for ClassifierMetrics {
+    fn line(&self, epochs: usize) -> String {
+        format!(
+            "epoch {:>3}/{epochs}  train_loss {:.4}  test_loss {:.4}  test_accuracy {:.4}  {:.1} s  {:.0} img/s",
+            self.epoch,
+            self.train_loss,
+            self.test_loss,
+            self.test_accuracy,
+            self.seconds,
+            self.images_per_second
+        )
+    }
+
+    fn finite_values(&self) -> Vec<f64> {
+        vec![self.train_loss, self.test_loss, self.test_accuracy]
+    }
 }
 
-/// Mean cross-entropy and accuracy of `model` on `data` (eval mode, no recording).
+/// The labels of `indices` as an f32 tensor of class indices, shape (B,).
+fn labels(gpu: &Gpu, data: &Dataset, indices: impl Iterator<Item = usize>) -> Result<Tensor> {
+    let l: Vec<f32> = indices.map(|i| data.labels[i] as f32).collect();
+    let n = l.len();
+    Tensor::from_slice(gpu, &l, [n])
+}
+
+/// Mean cross-entropy (nats per image) and accuracy (0 to 1) of `model` on `data`, in eval
+/// mode, in chunks of [`EVAL_BATCH`] images.
+///
+/// Errors: GPU and readback errors.
 pub fn evaluate_classifier(model: &Classifier, gpu: &Gpu, data: &Dataset) -> Result<(f64, f64)> {
-    let _no_grad = no_grad();
     model.set_training(false);
-    let mut loss_sum = Tensor::zeros(gpu, [])?;
+    let mut loss_sum: Option<Tensor> = None;
     let mut correct = 0usize;
-    let idx: Vec<usize> = (0..data.len()).collect();
-    for chunk in idx.chunks(EVAL_BATCH) {
-        let x = Tensor::from_slice(gpu, &data.gather(chunk), [chunk.len(), data.pixels()])?;
-        let logits = model.forward(&x)?;
-        loss_sum =
-            loss_sum.add(&softmax_cross_entropy(&logits, &labels(gpu, data, chunk)?)?.sum()?)?;
-        let host = logits.to_vec()?;
-        for (row, &i) in host.chunks_exact(10).zip(chunk) {
+    let pass = for_each_chunk(gpu, Rows::images(data), EVAL_BATCH, |x, range| {
+        let logits = model.forward(x)?;
+        let loss = softmax_cross_entropy(&logits, &labels(gpu, data, range.clone())?)?.sum()?;
+        loss_sum = Some(match loss_sum.take() {
+            Some(s) => s.add(&loss)?,
+            None => loss,
+        });
+        for (row, i) in logits.to_vec()?.chunks_exact(10).zip(range) {
             correct += (predicted_class(row) == data.labels[i] as usize) as usize;
         }
-    }
+        Ok(())
+    });
     model.set_training(true);
+    pass?;
     let n = data.len().max(1) as f64;
-    Ok((loss_sum.item()? as f64 / n, correct as f64 / n))
+    let loss = match loss_sum {
+        Some(s) => s.item()? as f64,
+        None => 0.0,
+    };
+    Ok((loss / n, correct as f64 / n))
 }
 
-/// Trains the [`Classifier`] on MNIST; writes metrics.jsonl and model.safetensors.
+/// One classifier training step on `x (B, 784)` with class indices `labels (B,)`: softmax
+/// cross-entropy (dropout active), `backward()`, one Adam update. Shows `loss`; sums the
+/// per-image cross-entropy.
+///
+/// Errors: shape and GPU errors.
+pub fn classifier_step(
+    model: &Classifier,
+    optimizer: &mut Optimizer,
+    x: &Tensor,
+    labels: &Tensor,
+) -> Result<Step> {
+    let per_sample = softmax_cross_entropy(&model.forward(x)?, labels)?;
+    let loss = per_sample.mean()?;
+    let grads = loss.backward()?;
+    optimizer.step(&grads)?;
+    let _no_grad = no_grad();
+    Ok(Step {
+        sums: vec![per_sample.sum()?],
+        shown: vec![("loss", loss)],
+    })
+}
+
+/// The classifier's part of [`fit`].
+pub struct ClassifierTrainer<'m> {
+    /// The classifier.
+    pub model: &'m Classifier,
+    /// Adam over every parameter.
+    pub optimizer: Optimizer,
+    /// MNIST with its labels.
+    pub data: Mnist,
+    gpu: Gpu,
+}
+
+impl<'m> ClassifierTrainer<'m> {
+    /// A trainer for `model` on `data` with `cfg`'s learning rate.
+    pub fn new(gpu: &Gpu, cfg: &TrainConfig, model: &'m Classifier, data: Mnist) -> Self {
+        ClassifierTrainer {
+            model,
+            optimizer: Optimizer::new(Adam::new(cfg.lr), model.parameters()),
+            data,
+            gpu: gpu.clone(),
+        }
+    }
+}
+
+impl Trainable for ClassifierTrainer<'_> {
+    type Metrics = ClassifierMetrics;
+
+    fn model(&self) -> &dyn Model {
+        self.model
+    }
+
+    fn train_set(&self) -> &Dataset {
+        &self.data.train
+    }
+
+    fn step(&mut self, batch: &Batch) -> Result<Step> {
+        let y = labels(&self.gpu, &self.data.train, batch.indices.iter().copied())?;
+        classifier_step(self.model, &mut self.optimizer, batch.x, &y)
+    }
+
+    fn end_epoch(&mut self, stats: &EpochStats) -> Result<ClassifierMetrics> {
+        let (test_loss, test_accuracy) =
+            evaluate_classifier(self.model, &self.gpu, &self.data.test)?;
+        Ok(ClassifierMetrics {
+            epoch: stats.epoch,
+            train_loss: stats.means[0],
+            test_loss,
+            test_accuracy,
+            seconds: stats.seconds,
+            images_per_second: stats.images_per_second(),
+        })
+    }
+}
+
+/// Trains the [`Classifier`] on MNIST with [`fit`]; writes metrics.jsonl and
+/// model.safetensors.
 ///
 /// Errors: data errors; [`crate::Error::NonFiniteLoss`]; I/O errors naming the file.
 pub fn train_classifier(
@@ -71,63 +172,12 @@ pub fn train_classifier(
     cfg: &TrainConfig,
 ) -> Result<(Classifier, Vec<ClassifierMetrics>)> {
     let data = cfg.load_data()?;
-    let pixels = data.train.pixels();
-    prepare_out_dir(cfg)?;
-    gpu.manual_seed(cfg.seed);
     let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed);
     let model = Classifier::new(gpu, &mut rng)?;
-    let params = model.parameters();
-    let mut optimizer = Adam::new(cfg.lr);
-    let mut history = Vec::new();
-    for epoch in 1..=cfg.epochs {
-        let batches = Batches::new(data.train.len(), cfg.batch_size, cfg.seed, epoch as u64);
-        let steps = batches.num_batches();
-        let bar = epoch_bar(cfg.progress, epoch, cfg.epochs, steps);
-        let start = Instant::now();
-        let mut loss_sum = Tensor::zeros(gpu, [])?;
-        for (step, indices) in batches.enumerate() {
-            let x = Tensor::from_slice(gpu, &data.train.gather(&indices), [indices.len(), pixels])?;
-            let per_sample =
-                softmax_cross_entropy(&model.forward(&x)?, &labels(gpu, &data.train, &indices)?)?;
-            let loss = per_sample.mean()?;
-            let grads = loss.backward()?;
-            optimizer.step(&params, &grads)?;
-            {
-                let _no_grad = no_grad();
-                loss_sum = loss_sum.add(&per_sample.sum()?)?;
-            }
-            end_step(gpu, cfg, &bar, &[("loss", &loss)], epoch, step, steps)?;
-        }
-        let train_loss = loss_sum.item()? as f64 / data.train.len() as f64;
-        let seconds = start.elapsed().as_secs_f64();
-        bar.finish_and_clear();
-        let (test_loss, test_accuracy) = evaluate_classifier(&model, gpu, &data.test)?;
-        let metrics = ClassifierMetrics {
-            epoch,
-            train_loss,
-            test_loss,
-            test_accuracy,
-            seconds,
-            images_per_second: data.train.len() as f64 / seconds,
-        };
-        println!(
-            "epoch {epoch:>3}/{}  train_loss {:.4}  test_loss {:.4}  test_accuracy {:.4}  {:.1} s  {:.0} img/s",
-            cfg.epochs,
-            metrics.train_loss,
-            metrics.test_loss,
-            metrics.test_accuracy,
-            metrics.seconds,
-            metrics.images_per_second
-        );
-        append_jsonl(&cfg.metrics_path(), &metrics)?;
-        save_checkpoint(
-            cfg,
-            ModelKind::Classifier,
-            model.metadata(),
-            &model.named_state(),
-            epoch,
-        )?;
-        history.push(metrics);
-    }
+    let history = fit(
+        gpu,
+        cfg,
+        &mut ClassifierTrainer::new(gpu, cfg, &model, data),
+    )?;
     Ok((model, history))
 }

@@ -7,28 +7,31 @@
 //! regions of the latent space (the rare inverted digits) are seen more often. Negatives are
 //! drawn uniformly. The loss is the classification BCE for every image plus, for the positive
 //! class only (the class the bias concerns, as in the paper), `vae_weight` times the VAE loss.
+//! [`crate::train::debias`] runs both models over several seeds.
 
-use std::time::Instant;
+use std::collections::BTreeMap;
 
 use rand::SeedableRng;
 use rand::distr::Distribution;
 use rand::distr::weighted::WeightedIndex;
+use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use serde::Serialize;
 
 use crate::autograd::no_grad;
+use crate::data::Dataset;
 use crate::data::biased::{BiasedMnist, BiasedSplit};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::models::{DbVae, ModelKind};
+use crate::infer::{EVAL_BATCH, Rows, collect_chunks};
+use crate::models::{DbVae, Model};
 use crate::nn::Module;
 use crate::ops::{bce_with_logits, kl_divergence, reparameterize};
 use crate::optim::Adam;
 use crate::tensor::Tensor;
 use crate::train::{
-    EVAL_BATCH, TrainConfig, append_jsonl, end_step, epoch_bar, prepare_out_dir, save_checkpoint,
+    Batch, EpochStats, Grid, Metrics, Optimizer, Step, TrainConfig, Trainable, fit,
 };
-use crate::viz;
 
 /// Settings of a debiasing run on top of the common ones.
 #[derive(Clone, Debug)]
@@ -88,6 +91,28 @@ pub struct DebiasMetrics {
     pub images_per_second: f64,
 }
 
+impl Metrics for DebiasMetrics {
+    fn line(&self, epochs: usize) -> String {
+        format!(
+            "epoch {:>2}/{epochs} [{}]  train_loss {:.4}  accuracy common {:.4}  rare {:.4}  gap {:+.4}  inverted share {:.3} (ESS {:.0})  {:.1} s",
+            self.epoch,
+            if self.debias { "DB-VAE" } else { "plain" },
+            self.train_loss,
+            self.common_accuracy,
+            self.rare_accuracy,
+            self.gap,
+            self.inverted_share_of_positives,
+            self.effective_positives,
+            self.seconds
+        )
+    }
+
+    /// The training loss; the accuracies are NaN, by definition, for an empty subgroup.
+    fn finite_values(&self) -> Vec<f64> {
+        vec![self.train_loss]
+    }
+}
+
 /// The DB-VAE's sampling probabilities (Amini et al. 2019, Algorithm 1): for latent means
 /// `mu` (n rows of d), one histogram of `bins` equal-width bins per dimension gives the
 /// density Q_i of each row's bin; W(x) = prod_i 1 / (Q_i + alpha), normalised to sum to 1.
@@ -141,32 +166,27 @@ fn latent_means(
     split: &BiasedSplit,
     indices: &[usize],
 ) -> Result<Vec<f64>> {
-    let _no_grad = no_grad();
-    let mut out = Vec::with_capacity(indices.len() * model.latent_dim);
-    for chunk in indices.chunks(EVAL_BATCH) {
-        let x = Tensor::from_slice(gpu, &split.data.gather(chunk), [chunk.len(), 784])?;
-        out.extend(model.encode(&x)?.mu.to_vec()?.into_iter().map(f64::from));
-    }
-    Ok(out)
+    let rows = Rows::Gather(&split.data, indices);
+    let mu = collect_chunks(gpu, rows, EVAL_BATCH, |x| Ok(model.encode(x)?.mu))?;
+    Ok(mu.into_iter().map(f64::from).collect())
 }
 
-/// Test accuracies: (common, rare, rare among positives).
+/// Test accuracies (0 to 1): (images without the attribute, images with it, positives with
+/// it). A prediction is positive when the class logit is > 0. NaN for an empty subgroup.
+///
+/// Errors: GPU and readback errors.
 pub fn subgroup_accuracy(model: &DbVae, gpu: &Gpu, split: &BiasedSplit) -> Result<(f64, f64, f64)> {
-    let _no_grad = no_grad();
-    let idx: Vec<usize> = (0..split.len()).collect();
+    let rows = Rows::images(&split.data);
+    let logits = collect_chunks(gpu, rows, EVAL_BATCH, |x| model.classify(x))?;
     let mut correct = [[0usize; 2]; 2]; // [inverted][positive]
     let mut total = [[0usize; 2]; 2];
-    for chunk in idx.chunks(EVAL_BATCH) {
-        let x = Tensor::from_slice(gpu, &split.data.gather(chunk), [chunk.len(), 784])?;
-        let logits = model.classify(&x)?.to_vec()?;
-        for (&i, &l) in chunk.iter().zip(&logits) {
-            let (inv, pos) = (
-                split.inverted[i] as usize,
-                (split.target[i] == 1.0) as usize,
-            );
-            total[inv][pos] += 1;
-            correct[inv][pos] += ((l > 0.0) == (pos == 1)) as usize;
-        }
+    for (i, &l) in logits.iter().enumerate() {
+        let (inv, pos) = (
+            split.inverted[i] as usize,
+            (split.target[i] == 1.0) as usize,
+        );
+        total[inv][pos] += 1;
+        correct[inv][pos] += ((l > 0.0) == (pos == 1)) as usize;
     }
     let frac = |c: usize, t: usize| {
         if t == 0 {
@@ -188,7 +208,7 @@ fn epoch_order(
     positives: &[usize],
     negatives: &[usize],
     weights: Option<&[f64]>,
-    rng: &mut rand::rngs::StdRng,
+    rng: &mut StdRng,
 ) -> Result<Vec<usize>> {
     let mut order: Vec<usize> = negatives.to_vec();
     match weights {
@@ -203,39 +223,126 @@ fn epoch_order(
     Ok(order)
 }
 
-/// Trains the DB-VAE (or, with `debias: false`, the plain classifier) on the biased task.
-/// Writes metrics.jsonl and model.safetensors; the DB-VAE also OUT/upweighted.png, the 64
-/// positive training images it sampled most often in the last epoch.
+/// One DB-VAE training step on `x (B, 784)` with targets `y (B, 1)` (1 = positive): the
+/// classification BCE of every image plus, when `debias`, `vae_weight` times the VAE loss
+/// (BCE + KL, one reparameterized sample with eps from the GPU generator) of the positives;
+/// `backward()`; one Adam update. Shows `loss`; sums the per-image loss.
 ///
-/// Errors: data errors, [`Error::NonFiniteLoss`], I/O errors.
-pub fn train_dbvae(gpu: &Gpu, cfg: &DebiasConfig) -> Result<(DbVae, Vec<DebiasMetrics>)> {
-    let tc = &cfg.train;
-    let mnist = tc.load_data()?;
-    let task = BiasedMnist::build(&mnist.train, &mnist.test, cfg.rare_fraction, tc.seed);
-    prepare_out_dir(tc)?;
-    gpu.manual_seed(tc.seed);
-    let mut rng = rand::rngs::StdRng::seed_from_u64(tc.seed);
-    let model = DbVae::new(gpu, tc.latent_dim, &mut rng)?;
-    let params = model.parameters();
-    let mut optimizer = Adam::new(tc.lr);
-    let train = &task.train;
-    let (positives, negatives): (Vec<usize>, Vec<usize>) =
-        (0..train.len()).partition(|&i| train.target[i] == 1.0);
-    let mut history = Vec::new();
-    let mut last_weights = None;
-    for epoch in 1..=tc.epochs {
-        let weights = if cfg.debias {
-            Some(resampling_weights(
-                &latent_means(&model, gpu, train, &positives)?,
-                tc.latent_dim,
-                cfg.bins,
-                cfg.alpha,
-            ))
+/// Errors: shape and GPU errors.
+pub fn dbvae_step(
+    model: &DbVae,
+    optimizer: &mut Optimizer,
+    x: &Tensor,
+    y: &Tensor,
+    debias: bool,
+    vae_weight: f32,
+) -> Result<Step> {
+    let per_sample = if debias {
+        let out = model.encode(x)?;
+        let class = bce_with_logits(&out.logit, y)?;
+        let eps = Tensor::randn(x.gpu(), out.mu.shape().clone())?;
+        let z = reparameterize(&out.mu, &out.logvar, &eps)?;
+        let vae =
+            bce_with_logits(&model.decode(&z)?, x)?.add(&kl_divergence(&out.mu, &out.logvar)?)?;
+        // The VAE term counts for the positive class only: multiply by y.
+        class.add(&vae.mul(&y.reshape([x.dims()[0]])?)?.scale(vae_weight)?)?
+    } else {
+        bce_with_logits(&model.classify(x)?, y)?
+    };
+    let loss = per_sample.mean()?;
+    let grads = loss.backward()?;
+    optimizer.step(&grads)?;
+    let _no_grad = no_grad();
+    Ok(Step {
+        sums: vec![per_sample.sum()?],
+        shown: vec![("loss", loss)],
+    })
+}
+
+/// The DB-VAE's part of [`fit`]: its own epoch order (positives resampled by the latent
+/// density every epoch), subgroup accuracies after every epoch, OUT/upweighted.png at the end.
+pub struct DbVaeTrainer<'m> {
+    /// The DB-VAE (or its plain twin).
+    pub model: &'m DbVae,
+    /// Adam over every parameter.
+    pub optimizer: Optimizer,
+    /// The biased task.
+    pub task: BiasedMnist,
+    /// The settings.
+    pub cfg: DebiasConfig,
+    /// Draws the epochs' orders (it drew the initial weights first).
+    rng: StdRng,
+    positives: Vec<usize>,
+    negatives: Vec<usize>,
+    /// The latest epoch's resampling weights of the positives (DB-VAE).
+    last_weights: Option<Vec<f64>>,
+    effective_positives: f64,
+    inverted_share: f64,
+    gpu: Gpu,
+}
+
+impl<'m> DbVaeTrainer<'m> {
+    /// A trainer for `model` on `task`; `rng` continues the generator that drew the weights.
+    pub fn new(
+        gpu: &Gpu,
+        cfg: &DebiasConfig,
+        model: &'m DbVae,
+        task: BiasedMnist,
+        rng: StdRng,
+    ) -> Self {
+        let train = &task.train;
+        let (positives, negatives): (Vec<usize>, Vec<usize>) =
+            (0..train.len()).partition(|&i| train.target[i] == 1.0);
+        DbVaeTrainer {
+            model,
+            optimizer: Optimizer::new(Adam::new(cfg.train.lr), model.parameters()),
+            task,
+            cfg: cfg.clone(),
+            rng,
+            positives,
+            negatives,
+            last_weights: None,
+            effective_positives: 0.0,
+            inverted_share: 0.0,
+            gpu: gpu.clone(),
+        }
+    }
+}
+
+impl Trainable for DbVaeTrainer<'_> {
+    type Metrics = DebiasMetrics;
+
+    fn model(&self) -> &dyn Model {
+        self.model
+    }
+
+    fn metadata(&self) -> BTreeMap<String, String> {
+        let mut meta = self.model.metadata();
+        meta.insert("debias".into(), self.cfg.debias.to_string());
+        meta.insert("rare_fraction".into(), self.cfg.rare_fraction.to_string());
+        meta
+    }
+
+    fn train_set(&self) -> &Dataset {
+        &self.task.train.data
+    }
+
+    fn epoch_batches(&mut self, cfg: &TrainConfig, _epoch: usize) -> Result<Vec<Vec<usize>>> {
+        let train = &self.task.train;
+        let weights = if self.cfg.debias {
+            let mu = latent_means(self.model, &self.gpu, train, &self.positives)?;
+            let d = self.model.latent_dim;
+            Some(resampling_weights(&mu, d, self.cfg.bins, self.cfg.alpha))
         } else {
             None
         };
-        let order = epoch_order(&positives, &negatives, weights.as_deref(), &mut rng)?;
-        let effective_positives = weights.as_ref().map_or(positives.len() as f64, |w| {
+        let order = epoch_order(
+            &self.positives,
+            &self.negatives,
+            weights.as_deref(),
+            &mut self.rng,
+        )?;
+        self.effective_positives = weights.as_ref().map_or(self.positives.len() as f64, |w| {
             1.0 / w.iter().map(|v| v * v).sum::<f64>()
         });
         let drawn: Vec<usize> = order
@@ -243,88 +350,65 @@ pub fn train_dbvae(gpu: &Gpu, cfg: &DebiasConfig) -> Result<(DbVae, Vec<DebiasMe
             .copied()
             .filter(|&i| train.target[i] == 1.0)
             .collect();
-        let inverted_share =
+        self.inverted_share =
             drawn.iter().filter(|&&i| train.inverted[i]).count() as f64 / drawn.len().max(1) as f64;
-        last_weights = weights;
-        let steps = order.len().div_ceil(tc.batch_size);
-        let bar = epoch_bar(tc.progress, epoch, tc.epochs, steps);
-        let start = Instant::now();
-        let mut loss_sum = Tensor::zeros(gpu, [])?;
-        for (step, batch) in order.chunks(tc.batch_size).enumerate() {
-            let b = batch.len();
-            let x = Tensor::from_slice(gpu, &train.data.gather(batch), [b, 784])?;
-            let y: Vec<f32> = batch.iter().map(|&i| train.target[i]).collect();
-            let y = Tensor::from_slice(gpu, &y, [b, 1])?;
-            let per_sample = if cfg.debias {
-                let out = model.encode(&x)?;
-                let class = bce_with_logits(&out.logit, &y)?;
-                let eps = Tensor::randn(gpu, out.mu.shape().clone())?;
-                let z = reparameterize(&out.mu, &out.logvar, &eps)?;
-                let vae = bce_with_logits(&model.decode(&z)?, &x)?
-                    .add(&kl_divergence(&out.mu, &out.logvar)?)?;
-                // The VAE term counts for the positive class only: multiply by y.
-                class.add(&vae.mul(&y.reshape([b])?)?.scale(cfg.vae_weight)?)?
-            } else {
-                bce_with_logits(&model.classify(&x)?, &y)?
-            };
-            let loss = per_sample.mean()?;
-            let grads = loss.backward()?;
-            optimizer.step(&params, &grads)?;
-            {
-                let _no_grad = no_grad();
-                loss_sum = loss_sum.add(&per_sample.sum()?)?;
-            }
-            end_step(gpu, tc, &bar, &[("loss", &loss)], epoch, step, steps)?;
-        }
-        let train_loss = loss_sum.item()? as f64 / order.len() as f64;
-        let seconds = start.elapsed().as_secs_f64();
-        bar.finish_and_clear();
-        let (common, rare, rare_positive) = subgroup_accuracy(&model, gpu, &task.test)?;
-        let metrics = DebiasMetrics {
-            epoch,
-            debias: cfg.debias,
-            train_loss,
+        self.last_weights = weights;
+        Ok(order
+            .chunks(cfg.batch_size.max(1))
+            .map(<[usize]>::to_vec)
+            .collect())
+    }
+
+    fn step(&mut self, batch: &Batch) -> Result<Step> {
+        let target = &self.task.train.target;
+        let y: Vec<f32> = batch.indices.iter().map(|&i| target[i]).collect();
+        let y = Tensor::from_slice(&self.gpu, &y, [batch.indices.len(), 1])?;
+        let (debias, weight) = (self.cfg.debias, self.cfg.vae_weight);
+        dbvae_step(self.model, &mut self.optimizer, batch.x, &y, debias, weight)
+    }
+
+    fn end_epoch(&mut self, stats: &EpochStats) -> Result<DebiasMetrics> {
+        let (common, rare, rare_positive) =
+            subgroup_accuracy(self.model, &self.gpu, &self.task.test)?;
+        Ok(DebiasMetrics {
+            epoch: stats.epoch,
+            debias: self.cfg.debias,
+            train_loss: stats.means[0],
             common_accuracy: common,
             rare_accuracy: rare,
             gap: common - rare,
             rare_positive_accuracy: rare_positive,
-            effective_positives,
-            inverted_share_of_positives: inverted_share,
-            seconds,
-            images_per_second: order.len() as f64 / seconds,
+            effective_positives: self.effective_positives,
+            inverted_share_of_positives: self.inverted_share,
+            seconds: stats.seconds,
+            images_per_second: stats.images_per_second(),
+        })
+    }
+
+    fn final_images(&mut self) -> Result<Vec<Grid>> {
+        let Some(w) = &self.last_weights else {
+            return Ok(Vec::new());
         };
-        if tc.progress {
-            println!(
-                "epoch {epoch:>2}/{} [{}]  train_loss {:.4}  accuracy common {:.4}  rare {:.4}  gap {:+.4}  inverted share {:.3} (ESS {:.0})  {:.1} s",
-                tc.epochs,
-                if cfg.debias { "DB-VAE" } else { "plain" },
-                metrics.train_loss,
-                common,
-                rare,
-                metrics.gap,
-                inverted_share,
-                effective_positives,
-                seconds
-            );
-        }
-        append_jsonl(&tc.metrics_path(), &metrics)?;
-        let mut meta = model.metadata();
-        meta.insert("debias".into(), cfg.debias.to_string());
-        meta.insert("rare_fraction".into(), cfg.rare_fraction.to_string());
-        save_checkpoint(tc, ModelKind::DbVae, meta, &model.named_state(), epoch)?;
-        history.push(metrics);
-    }
-    if let Some(w) = last_weights {
-        let mut top: Vec<usize> = (0..positives.len()).collect();
+        let mut top: Vec<usize> = (0..self.positives.len()).collect();
         top.sort_by(|&a, &b| w[b].total_cmp(&w[a]));
-        let images: Vec<usize> = top.iter().take(64).map(|&k| positives[k]).collect();
-        viz::save_grid(
-            &tc.out_dir.join("upweighted.png"),
-            &train.data.gather(&images),
-            28,
-            28,
-            8,
-        )?;
+        let images: Vec<usize> = top.iter().take(64).map(|&k| self.positives[k]).collect();
+        let pixels = self.task.train.data.gather(&images);
+        Ok(vec![Grid::new("upweighted.png", pixels, 8)])
     }
+}
+
+/// Trains the DB-VAE (or, with `debias: false`, the plain classifier) on the biased task with
+/// [`fit`]. Writes metrics.jsonl and model.safetensors; the DB-VAE also OUT/upweighted.png, the
+/// 64 positive training images with the largest weights in the last epoch.
+///
+/// Errors: data errors, [`Error::NonFiniteLoss`], I/O errors.
+pub fn train_dbvae(gpu: &Gpu, cfg: &DebiasConfig) -> Result<(DbVae, Vec<DebiasMetrics>)> {
+    let tc = &cfg.train;
+    let mnist = tc.load_data()?;
+    let task = BiasedMnist::build(&mnist.train, &mnist.test, cfg.rare_fraction, tc.seed);
+    let mut rng = StdRng::seed_from_u64(tc.seed);
+    let model = DbVae::new(gpu, tc.latent_dim, &mut rng)?;
+    let mut trainer = DbVaeTrainer::new(gpu, cfg, &model, task, rng);
+    let history = fit(gpu, tc, &mut trainer)?;
     Ok((model, history))
 }

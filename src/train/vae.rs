@@ -1,32 +1,31 @@
-//! The training loops of the VAEs (MLP and convolutional) and of the plain
-//! autoencoder, written out step by step.
+//! The VAE family: the VAEs (MLP and convolutional) and the plain autoencoder.
 //!
-//! One step: upload a batch, forward, loss, `backward()`, Adam update, one
-//! submit. The loss stays on the GPU (summed there for the epoch average) and is
-//! read back only every `log_every` steps, for the progress bar and the NaN check.
-
-use std::time::Instant;
+//! One step ([`vae_step`], [`autoencoder_step`]): forward, loss, `backward()`, Adam update,
+//! all recorded into one submit. The loss stays on the GPU (summed there by [`fit`] for the
+//! epoch average) and is read back only every `log_every` steps. After every epoch the model
+//! is evaluated on the test split ([`evaluate_vae`], [`evaluate_autoencoder`]); after the
+//! last, samples.png (64 prior samples) and reconstructions.png (32 test images beside their
+//! reconstructions) are written.
 
 use rand::SeedableRng;
 use serde::Serialize;
 
 use crate::autograd::no_grad;
-use crate::data::{Batches, Dataset};
+use crate::data::{Dataset, Mnist};
 use crate::error::Result;
-use crate::eval::likelihood::kl_per_dim;
 use crate::gpu::Gpu;
-use crate::models::{Autoencoder, ConvVae, Generative, MlpConfig, Vae, VariationalModel};
-use crate::nn::Module;
+use crate::infer::{EVAL_BATCH, Rows, kl_per_dim, prior_samples, sum_chunks};
+use crate::models::{Autoencoder, ConvVae, Generative, MlpConfig, Model, Vae, VariationalModel};
 use crate::optim::Adam;
 use crate::tensor::Tensor;
 use crate::train::{
-    EVAL_BATCH, TrainConfig, append_jsonl, check_finite, end_step, epoch_bar, prepare_out_dir,
-    save_checkpoint, write_reconstructions, write_samples,
+    Batch, EpochStats, Grid, Metrics, Optimizer, Step, TrainConfig, Trainable, fit,
 };
+use crate::viz;
 
 /// One line of metrics.jsonl. Losses are per sample, in nats, averaged over the split.
 #[derive(Clone, Debug, Serialize)]
-pub struct EpochMetrics {
+pub struct VaeMetrics {
     /// 1-based epoch.
     pub epoch: usize,
     /// Mean training loss over the epoch (negative ELBO for the VAEs, BCE for the autoencoder).
@@ -42,9 +41,9 @@ pub struct EpochMetrics {
     /// Mean training KL term over the epoch.
     pub train_kl: f64,
     /// Test KL of each latent dimension (nats), in dimension order: how much of the code
-    /// each dimension carries; beta > 1 switches more of them off.
+    /// each dimension carries; beta > 1 switches more of them off. Empty for the autoencoder.
     pub test_kl_per_dim: Vec<f64>,
-    /// Weight of the KL term the model was trained with.
+    /// Weight of the KL term the model was trained with (0 for the autoencoder).
     pub beta: f32,
     /// Wall-clock seconds of the epoch's training steps (evaluation excluded).
     pub seconds: f64,
@@ -54,6 +53,36 @@ pub struct EpochMetrics {
     pub train_images: usize,
     /// Images in the test split.
     pub test_images: usize,
+    /// Whether the model is a VAE (the line shows the recon and KL terms); not written.
+    #[serde(skip)]
+    pub variational: bool,
+}
+
+impl Metrics for VaeMetrics {
+    fn line(&self, epochs: usize) -> String {
+        let terms = if self.variational {
+            format!(" (recon {:.3} + kl {:.3})", self.test_recon, self.test_kl)
+        } else {
+            String::new()
+        };
+        format!(
+            "epoch {:>3}/{epochs}  train_loss {:.3}  test_loss {:.3}{terms}  {:.1} s  {:.0} img/s",
+            self.epoch, self.train_loss, self.test_loss, self.seconds, self.images_per_second
+        )
+    }
+
+    fn finite_values(&self) -> Vec<f64> {
+        let mut v = vec![
+            self.train_loss,
+            self.train_recon,
+            self.train_kl,
+            self.test_loss,
+            self.test_recon,
+            self.test_kl,
+        ];
+        v.extend(&self.test_kl_per_dim);
+        v
+    }
 }
 
 /// Test-split figures of a VAE: mean per-sample loss, reconstruction and KL terms.
@@ -66,53 +95,246 @@ pub struct VaeEval {
     pub kl: f64,
 }
 
-/// Evaluates the (beta-weighted) negative ELBO on `data`, one z sample per image,
-/// in batches of EVAL_BATCH, without recording gradients. One readback at the end.
+/// Evaluates the (beta-weighted) negative ELBO on `data`, one z sample per image (eps from the
+/// GPU generator, one `(m, latent_dim)` draw per chunk of [`EVAL_BATCH`] images), in eval mode,
+/// without recording gradients. One readback per term at the end.
+///
+/// Errors: GPU and readback errors.
 pub fn evaluate_vae(
     model: &dyn VariationalModel,
     gpu: &Gpu,
     data: &Dataset,
     beta: f32,
 ) -> Result<VaeEval> {
-    let _no_grad = no_grad();
     model.set_training(false);
-    let mut sums = [
-        Tensor::zeros(gpu, [])?,
-        Tensor::zeros(gpu, [])?,
-        Tensor::zeros(gpu, [])?,
-    ];
-    let idx: Vec<usize> = (0..data.len()).collect();
-    for chunk in idx.chunks(EVAL_BATCH) {
-        let x = Tensor::from_slice(gpu, &data.gather(chunk), [chunk.len(), data.pixels()])?;
-        let l = model.loss(&x, beta)?;
-        for (s, t) in sums.iter_mut().zip([&l.per_sample, &l.recon, &l.kl]) {
-            *s = s.add(&t.sum()?)?;
-        }
-    }
+    let sums = sum_chunks(gpu, Rows::images(data), EVAL_BATCH, |x, _| {
+        let l = model.loss(x, beta)?;
+        Ok(vec![l.per_sample.sum()?, l.recon.sum()?, l.kl.sum()?])
+    });
     model.set_training(true);
+    let sums = sums?;
     let n = data.len().max(1) as f64;
-    let [loss, recon, kl] = sums.map(|s| s.item().map(|v| v as f64 / n));
+    let mean = |i: usize| -> Result<f64> {
+        Ok(match sums.get(i) {
+            Some(s) => s.item()? as f64 / n,
+            None => 0.0,
+        })
+    };
     Ok(VaeEval {
-        loss: loss?,
-        recon: recon?,
-        kl: kl?,
+        loss: mean(0)?,
+        recon: mean(1)?,
+        kl: mean(2)?,
     })
 }
 
-/// Mean per-sample reconstruction loss of an autoencoder on `data`.
+/// Mean per-sample reconstruction loss (BCE summed over pixels, nats) of an autoencoder on
+/// `data`, in chunks of [`EVAL_BATCH`] images.
+///
+/// Errors: GPU and readback errors.
 pub fn evaluate_autoencoder(model: &Autoencoder, gpu: &Gpu, data: &Dataset) -> Result<f64> {
+    let sums = sum_chunks(gpu, Rows::images(data), EVAL_BATCH, |x, _| {
+        Ok(vec![model.loss(x)?.sum()?])
+    })?;
+    let sum = match sums.first() {
+        Some(s) => s.item()? as f64,
+        None => 0.0,
+    };
+    Ok(sum / data.len().max(1) as f64)
+}
+
+/// One VAE training step on `x (B, 784)` in [0, 1]: the (beta-weighted) negative ELBO with one
+/// reparameterized sample per image ([`VariationalModel::loss`]: eps from the GPU generator,
+/// z and KL from the fused `reparameterize_kl` kernel), `backward()`, one Adam update.
+/// Shows the batch mean `loss`; sums per sample: loss, reconstruction, KL (nats).
+///
+/// Errors: shape and GPU errors.
+pub fn vae_step(
+    model: &dyn VariationalModel,
+    optimizer: &mut Optimizer,
+    x: &Tensor,
+    beta: f32,
+) -> Result<Step> {
+    let loss = model.loss(x, beta)?;
+    let grads = loss.loss.backward()?;
+    optimizer.step(&grads)?;
     let _no_grad = no_grad();
-    let mut sum = Tensor::zeros(gpu, [])?;
-    let idx: Vec<usize> = (0..data.len()).collect();
-    for chunk in idx.chunks(EVAL_BATCH) {
-        let x = Tensor::from_slice(gpu, &data.gather(chunk), [chunk.len(), data.pixels()])?;
-        sum = sum.add(&model.loss(&x)?.sum()?)?;
+    Ok(Step {
+        sums: vec![loss.per_sample.sum()?, loss.recon.sum()?, loss.kl.sum()?],
+        shown: vec![("loss", loss.loss)],
+    })
+}
+
+/// One autoencoder training step on `x (B, 784)`: reconstruction BCE (summed over pixels,
+/// averaged over the batch), `backward()`, one Adam update. Shows `loss`; sums the per-sample
+/// loss.
+///
+/// Errors: shape and GPU errors.
+pub fn autoencoder_step(
+    model: &Autoencoder,
+    optimizer: &mut Optimizer,
+    x: &Tensor,
+) -> Result<Step> {
+    let per_sample = model.loss(x)?;
+    let loss = per_sample.mean()?;
+    let grads = loss.backward()?;
+    optimizer.step(&grads)?;
+    let _no_grad = no_grad();
+    Ok(Step {
+        sums: vec![per_sample.sum()?],
+        shown: vec![("loss", loss)],
+    })
+}
+
+/// The model a [`VaeTrainer`] trains.
+#[derive(Clone, Copy)]
+pub enum Autoencoding<'m> {
+    /// A VAE: negative ELBO, evaluation with KL per dimension.
+    Variational(&'m dyn VariationalModel),
+    /// The plain autoencoder: reconstruction loss only.
+    Plain(&'m Autoencoder),
+}
+
+impl<'m> Autoencoding<'m> {
+    fn generative(self) -> &'m dyn Generative {
+        match self {
+            Autoencoding::Variational(m) => m,
+            Autoencoding::Plain(m) => m,
+        }
     }
-    Ok(sum.item()? as f64 / data.len().max(1) as f64)
+}
+
+/// The VAE family's part of [`fit`]: Adam with PyTorch's defaults, optional dynamic
+/// binarization of the training batches (VAEs, `--binarize`), test evaluation every epoch.
+pub struct VaeTrainer<'m> {
+    /// The model.
+    pub model: Autoencoding<'m>,
+    /// Adam over every parameter.
+    pub optimizer: Optimizer,
+    /// MNIST (the test split already binarized in `--binarize` mode).
+    pub data: Mnist,
+    /// Weight of the KL term.
+    pub beta: f32,
+    /// Binarize each training batch afresh (VAEs only).
+    pub binarize: bool,
+    gpu: Gpu,
+}
+
+impl<'m> VaeTrainer<'m> {
+    /// A trainer for `model` on `data` with `cfg`'s learning rate, beta and binarization.
+    pub fn new(gpu: &Gpu, cfg: &TrainConfig, model: Autoencoding<'m>, data: Mnist) -> Self {
+        VaeTrainer {
+            optimizer: Optimizer::new(Adam::new(cfg.lr), model.generative().parameters()),
+            model,
+            data,
+            beta: cfg.beta,
+            binarize: cfg.binarize,
+            gpu: gpu.clone(),
+        }
+    }
+}
+
+impl Trainable for VaeTrainer<'_> {
+    type Metrics = VaeMetrics;
+
+    fn model(&self) -> &dyn Model {
+        self.model.generative()
+    }
+
+    fn train_set(&self) -> &Dataset {
+        &self.data.train
+    }
+
+    fn step(&mut self, batch: &Batch) -> Result<Step> {
+        match self.model {
+            Autoencoding::Variational(model) => {
+                // Dynamic binarization: a fresh 0/1 draw of every training image each time.
+                let x = if self.binarize {
+                    batch.x.bernoulli()?
+                } else {
+                    batch.x.clone()
+                };
+                vae_step(model, &mut self.optimizer, &x, self.beta)
+            }
+            Autoencoding::Plain(model) => autoencoder_step(model, &mut self.optimizer, batch.x),
+        }
+    }
+
+    fn end_epoch(&mut self, stats: &EpochStats) -> Result<VaeMetrics> {
+        let (gpu, test) = (&self.gpu, &self.data.test);
+        let mut m = VaeMetrics {
+            epoch: stats.epoch,
+            train_loss: stats.means[0],
+            test_loss: 0.0,
+            test_recon: 0.0,
+            test_kl: 0.0,
+            train_recon: stats.means[0],
+            train_kl: 0.0,
+            test_kl_per_dim: Vec::new(),
+            beta: 0.0,
+            seconds: stats.seconds,
+            images_per_second: stats.images_per_second(),
+            train_images: self.data.train.len(),
+            test_images: test.len(),
+            variational: false,
+        };
+        match self.model {
+            Autoencoding::Variational(model) => {
+                let eval = evaluate_vae(model, gpu, test, self.beta)?;
+                model.set_training(false);
+                let kl = kl_per_dim(model, gpu, test, None);
+                model.set_training(true);
+                m = VaeMetrics {
+                    test_loss: eval.loss,
+                    test_recon: eval.recon,
+                    test_kl: eval.kl,
+                    train_recon: stats.means[1],
+                    train_kl: stats.means[2],
+                    test_kl_per_dim: kl?,
+                    beta: self.beta,
+                    variational: true,
+                    ..m
+                };
+            }
+            Autoencoding::Plain(model) => {
+                let loss = evaluate_autoencoder(model, gpu, test)?;
+                m.test_loss = loss;
+                m.test_recon = loss;
+            }
+        }
+        Ok(m)
+    }
+
+    fn final_images(&mut self) -> Result<Vec<Grid>> {
+        let model = self.model.generative();
+        model.set_training(false);
+        let samples = prior_samples(model, &self.gpu, 64)?;
+        let pairs = reconstructions(model, &self.gpu, &self.data.test, 32)?;
+        let mut recon = Grid::new("reconstructions.png", pairs, 16);
+        recon.size = (self.data.test.rows, self.data.test.cols);
+        Ok(vec![Grid::new("samples.png", samples, 8), recon])
+    }
+}
+
+/// The first `n` test images interleaved with their reconstructions (image, reconstruction,
+/// image, ...), host side.
+fn reconstructions(
+    model: &dyn Generative,
+    gpu: &Gpu,
+    test: &Dataset,
+    n: usize,
+) -> Result<Vec<f32>> {
+    let _no_grad = no_grad();
+    let n = n.min(test.len());
+    let originals = &test.images[..n * test.pixels()];
+    let x = Tensor::from_slice(gpu, originals, [n, test.pixels()])?;
+    let recon = model.reconstruct(&x)?.to_vec()?;
+    Ok(viz::interleave(originals, &recon, test.pixels()))
 }
 
 /// Trains the MLP VAE of [`Vae`] on MNIST; see [`train_variational`] for what it writes.
-pub fn train_vae(gpu: &Gpu, cfg: &TrainConfig) -> Result<(Vae, Vec<EpochMetrics>)> {
+///
+/// Errors: as [`train_variational`].
+pub fn train_vae(gpu: &Gpu, cfg: &TrainConfig) -> Result<(Vae, Vec<VaeMetrics>)> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed);
     let config = MlpConfig {
         latent_dim: cfg.latent_dim,
@@ -124,14 +346,16 @@ pub fn train_vae(gpu: &Gpu, cfg: &TrainConfig) -> Result<(Vae, Vec<EpochMetrics>
 }
 
 /// Trains the convolutional VAE of [`ConvVae`]; see [`train_variational`].
-pub fn train_conv_vae(gpu: &Gpu, cfg: &TrainConfig) -> Result<(ConvVae, Vec<EpochMetrics>)> {
+///
+/// Errors: as [`train_variational`].
+pub fn train_conv_vae(gpu: &Gpu, cfg: &TrainConfig) -> Result<(ConvVae, Vec<VaeMetrics>)> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed);
     let model = ConvVae::new(gpu, cfg.latent_dim, &mut rng)?;
     let history = train_variational(gpu, cfg, &model)?;
     Ok((model, history))
 }
 
-/// The VAE training loop. Writes metrics.jsonl, model.safetensors (after every epoch,
+/// Trains a VAE with [`fit`]: writes metrics.jsonl, model.safetensors (after every epoch,
 /// atomically), samples.png and reconstructions.png into `cfg.out_dir`.
 ///
 /// Errors: data errors; [`crate::Error::NonFiniteLoss`] if the loss diverges (the
@@ -140,187 +364,26 @@ pub fn train_variational(
     gpu: &Gpu,
     cfg: &TrainConfig,
     model: &dyn VariationalModel,
-) -> Result<Vec<EpochMetrics>> {
+) -> Result<Vec<VaeMetrics>> {
     let data = cfg.load_data()?;
-    let pixels = data.train.pixels();
-    prepare_out_dir(cfg)?;
-    gpu.manual_seed(cfg.seed);
-    let params = model.parameters();
-    let mut optimizer = Adam::new(cfg.lr);
-    let mut history = Vec::new();
-
-    for epoch in 1..=cfg.epochs {
-        let batches = Batches::new(data.train.len(), cfg.batch_size, cfg.seed, epoch as u64);
-        let steps = batches.num_batches();
-        let bar = epoch_bar(cfg.progress, epoch, cfg.epochs, steps);
-        let start = Instant::now();
-        // Sums of per-sample loss, reconstruction and KL over the epoch, kept on the GPU.
-        let mut sums = [
-            Tensor::zeros(gpu, [])?,
-            Tensor::zeros(gpu, [])?,
-            Tensor::zeros(gpu, [])?,
-        ];
-        for (step, indices) in batches.enumerate() {
-            let mut x =
-                Tensor::from_slice(gpu, &data.train.gather(&indices), [indices.len(), pixels])?;
-            if cfg.binarize {
-                // Dynamic binarization: a fresh 0/1 draw of every training image each time.
-                x = x.bernoulli()?;
-            }
-            let loss = model.loss(&x, cfg.beta)?;
-            let grads = loss.loss.backward()?;
-            optimizer.step(&params, &grads)?;
-            {
-                let _no_grad = no_grad();
-                for (s, t) in sums
-                    .iter_mut()
-                    .zip([&loss.per_sample, &loss.recon, &loss.kl])
-                {
-                    *s = s.add(&t.sum()?)?;
-                }
-            }
-            end_step(gpu, cfg, &bar, &[("loss", &loss.loss)], epoch, step, steps)?;
-        }
-        let n = data.train.len() as f64;
-        let [train_loss, train_recon, train_kl] = sums.map(|s| s.item().map(|v| v as f64 / n));
-        let (train_loss, train_recon, train_kl) = (train_loss?, train_recon?, train_kl?);
-        let seconds = start.elapsed().as_secs_f64();
-        bar.finish_and_clear();
-        check_finite(train_loss as f32, epoch, steps, &cfg.checkpoint_path())?;
-        let test = evaluate_vae(model, gpu, &data.test, cfg.beta)?;
-        model.set_training(false);
-        let test_kl_per_dim = kl_per_dim(model, gpu, &data.test, None)?;
-        model.set_training(true);
-        let metrics = EpochMetrics {
-            epoch,
-            train_loss,
-            test_loss: test.loss,
-            test_recon: test.recon,
-            test_kl: test.kl,
-            train_recon,
-            train_kl,
-            test_kl_per_dim,
-            beta: cfg.beta,
-            seconds,
-            images_per_second: data.train.len() as f64 / seconds,
-            train_images: data.train.len(),
-            test_images: data.test.len(),
-        };
-        println!(
-            "epoch {epoch:>3}/{}  train_loss {:.3}  test_loss {:.3} (recon {:.3} + kl {:.3})  {:.1} s  {:.0} img/s",
-            cfg.epochs,
-            metrics.train_loss,
-            metrics.test_loss,
-            metrics.test_recon,
-            metrics.test_kl,
-            metrics.seconds,
-            metrics.images_per_second
-        );
-        append_jsonl(&cfg.metrics_path(), &metrics)?;
-        save_checkpoint(
-            cfg,
-            model.kind(),
-            model.metadata(),
-            &model.named_state(),
-            epoch,
-        )?;
-        history.push(metrics);
-    }
-    model.set_training(false);
-    write_samples(model, gpu, 64, 28, &cfg.out_dir.join("samples.png"))?;
-    write_reconstructions(
-        model,
-        gpu,
-        &data.test,
-        32,
-        &cfg.out_dir.join("reconstructions.png"),
-    )?;
-    Ok(history)
+    let mut trainer = VaeTrainer::new(gpu, cfg, Autoencoding::Variational(model), data);
+    fit(gpu, cfg, &mut trainer)
 }
 
 /// Trains the plain autoencoder (reconstruction loss only), writing the same outputs as
 /// [`train_variational`].
 ///
 /// Errors: as [`train_variational`].
-pub fn train_autoencoder(gpu: &Gpu, cfg: &TrainConfig) -> Result<(Autoencoder, Vec<EpochMetrics>)> {
+pub fn train_autoencoder(gpu: &Gpu, cfg: &TrainConfig) -> Result<(Autoencoder, Vec<VaeMetrics>)> {
     let data = cfg.load_data()?;
-    let pixels = data.train.pixels();
-    prepare_out_dir(cfg)?;
-    gpu.manual_seed(cfg.seed);
     let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed);
     let config = MlpConfig {
-        input_dim: pixels,
+        input_dim: data.train.pixels(),
         latent_dim: cfg.latent_dim,
         ..MlpConfig::default()
     };
     let model = Autoencoder::new(gpu, config, &mut rng)?;
-    let params = model.parameters();
-    let mut optimizer = Adam::new(cfg.lr);
-    let mut history = Vec::new();
-
-    for epoch in 1..=cfg.epochs {
-        let batches = Batches::new(data.train.len(), cfg.batch_size, cfg.seed, epoch as u64);
-        let steps = batches.num_batches();
-        let bar = epoch_bar(cfg.progress, epoch, cfg.epochs, steps);
-        let start = Instant::now();
-        let mut loss_sum = Tensor::zeros(gpu, [])?;
-        for (step, indices) in batches.enumerate() {
-            let x = Tensor::from_slice(gpu, &data.train.gather(&indices), [indices.len(), pixels])?;
-            let per_sample = model.loss(&x)?;
-            let loss = per_sample.mean()?;
-            let grads = loss.backward()?;
-            optimizer.step(&params, &grads)?;
-            {
-                let _no_grad = no_grad();
-                loss_sum = loss_sum.add(&per_sample.sum()?)?;
-            }
-            end_step(gpu, cfg, &bar, &[("loss", &loss)], epoch, step, steps)?;
-        }
-        let train_loss = loss_sum.item()? as f64 / data.train.len() as f64;
-        let seconds = start.elapsed().as_secs_f64();
-        bar.finish_and_clear();
-        check_finite(train_loss as f32, epoch, steps, &cfg.checkpoint_path())?;
-        let test_loss = evaluate_autoencoder(&model, gpu, &data.test)?;
-        let metrics = EpochMetrics {
-            epoch,
-            train_loss,
-            test_loss,
-            test_recon: test_loss,
-            test_kl: 0.0,
-            train_recon: train_loss,
-            train_kl: 0.0,
-            test_kl_per_dim: Vec::new(),
-            beta: 0.0,
-            seconds,
-            images_per_second: data.train.len() as f64 / seconds,
-            train_images: data.train.len(),
-            test_images: data.test.len(),
-        };
-        println!(
-            "epoch {epoch:>3}/{}  train_loss {:.3}  test_loss {:.3}  {:.1} s  {:.0} img/s",
-            cfg.epochs,
-            metrics.train_loss,
-            metrics.test_loss,
-            metrics.seconds,
-            metrics.images_per_second
-        );
-        append_jsonl(&cfg.metrics_path(), &metrics)?;
-        save_checkpoint(
-            cfg,
-            model.kind(),
-            model.metadata(),
-            &model.named_state(),
-            epoch,
-        )?;
-        history.push(metrics);
-    }
-    write_samples(&model, gpu, 64, 28, &cfg.out_dir.join("samples.png"))?;
-    write_reconstructions(
-        &model,
-        gpu,
-        &data.test,
-        32,
-        &cfg.out_dir.join("reconstructions.png"),
-    )?;
+    let mut trainer = VaeTrainer::new(gpu, cfg, Autoencoding::Plain(&model), data);
+    let history = fit(gpu, cfg, &mut trainer)?;
     Ok((model, history))
 }
