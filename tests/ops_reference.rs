@@ -75,7 +75,7 @@ fn matmul_matches_reference_at_vae_shapes() {
 #[test]
 fn matmul_matches_reference_in_both_texture_layouts() {
     // Stored operands whose rows are a multiple of 64 floats go into the padded rows layout,
-    // the others into the flat one (see TexLayout in src/gpu/mod.rs). With row counts of 1, 7
+    // the others into the flat one (see TexLayout in src/ops/matmul_texture.rs). With row counts of 1, 7
     // and 33 these shapes give NN and TN all four (A, B) layout pairs; NT rows/rows and
     // flat/flat, and flat/rows through the texture-height fallback of the last shape (both NT
     // operands are K wide, so only a row count over the limit can mix them).

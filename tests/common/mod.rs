@@ -346,12 +346,8 @@ pub fn gradcheck(
     }
 }
 
-/// A one-tensor op under test.
-pub type UnaryOp = fn(&Tensor) -> Result<Tensor>;
 /// A two-tensor op under test.
 pub type BinaryOp = fn(&Tensor, &Tensor) -> Result<Tensor>;
-/// A scalar f64 reference function.
-pub type Ref1 = fn(f64) -> f64;
 /// A binary f64 reference function.
 pub type Ref2 = fn(f64, f64) -> f64;
 
