@@ -194,7 +194,7 @@ impl Tensor {
 
     /// This tensor as a new tensor that requires grad, sharing the data: a parameter leaf, or
     /// an output of an op with several outputs that records itself with
-    /// [`autograd::record_multi`].
+    /// `autograd::record_multi`.
     pub fn requires_grad_(self) -> Tensor {
         Tensor::wrap(
             &self.inner.gpu,

@@ -12,14 +12,14 @@
 //! | --- | --- |
 //! | `context.rs` | adapter selection, device and queue, limits, [`Capabilities`]; [`Gpu::new`] |
 //! | `pipeline.rs` | [`KernelDesc`]; shader modules, bind-group layouts and pipelines, each built once |
-//! | `record.rs` | batching: [`Gpu::dispatch`], bind groups, the Params arena, uploads, copies, [`Gpu::flush`] |
+//! | `record.rs` | batching: `Gpu::dispatch`, bind groups, the Params arena, uploads, copies, [`Gpu::flush`] |
 //! | `readback.rs` | the one async host read, the one blocking wrapper ([`block_on`]), [`Gpu::synchronize`], GPU timestamps |
 //! | `buffer.rs` | the buffer pool and the storage a tensor owns |
 //!
 //! One [`Gpu`] is made per process and shared (it is a cheap `Rc` handle). Ops record
 //! dispatches into one shared command encoder; nothing reaches the GPU until [`Gpu::flush`]
 //! submits it: a training step records all its dispatches (and the upload of its batch) and
-//! submits once. Host reads ([`Gpu::read_async`]) flush first.
+//! submits once. Host reads (`Gpu::read_async`) flush first.
 
 mod buffer;
 mod context;

@@ -48,7 +48,7 @@ impl Batch {
     }
 }
 
-/// A texture made by the context ([`Gpu::create_texture`]), with an id for the bind-group cache.
+/// A texture made by the context (`Gpu::create_texture`), with an id for the bind-group cache.
 pub struct Texture {
     view: wgpu::TextureView,
     id: u64,

@@ -4,8 +4,8 @@
 //!
 //! This file owns the choice of path ([`MatmulPath`], `DEEPGEN_MATMUL`), the operand textures
 //! (one per shape and operand, reused by every product of that shape, kept per GPU context in
-//! [`Gpu::extension`]) and their two layouts ([`TexLayout`]). `ops/matmul.rs` calls
-//! [`dispatch`] and falls back to the generic kernel when it declines.
+//! [`Gpu::extension`]) and their two layouts (`TexLayout`). `ops/matmul.rs` calls
+//! `dispatch` and falls back to the generic kernel when it declines.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
