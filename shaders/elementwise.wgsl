@@ -19,10 +19,15 @@
 // Dispatch grid: grid_1d(ceil(n / 4), 256): (min(G, 65535), ceil(G / 65535), 1) workgroups of
 // 256, G = ceil(n / 1024); the vec4 index is gid.x + gid.y * num_workgroups.x * 256.
 // repeat_rows works on single elements: grid_1d(n, 256).
+//
+// Prepended when the module is built (src/ops/kernels.rs, op_prelude): the op-code constants
+// ACT_* (Rust `Activation`) and BIN_* (Rust `Binary`) generated from the Rust enums, then
+// shaders/activation.wgsl (act_forward, act_derivative). UnaryParams.op is an ACT_* code,
+// BinaryParams.op a BIN_* code.
 
 struct UnaryParams {
     n: u32,
-    op: u32,     // 0 relu, 1 leaky_relu, 2 sigmoid, 3 tanh, 4 exp, 5 affine
+    op: u32,     // ACT_* code
     alpha: f32,  // leaky_relu slope; affine scale
     beta: f32,   // affine shift
 }
@@ -30,7 +35,7 @@ struct UnaryParams {
 struct BinaryParams {
     n: u32,
     b_len: u32,
-    op: u32,     // 0 add, 1 sub, 2 mul, 3 div
+    op: u32,     // BIN_* code
     _pad: u32,
 }
 
@@ -47,12 +52,6 @@ fn flat(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return gid.x + gid.y * nwg.x * WG;
 }
 
-// Numerically stable logistic function: the branch that would overflow is never selected.
-fn sigmoid4(x: vec4<f32>) -> vec4<f32> {
-    let e = exp(min(x, vec4<f32>(0.0)));
-    return select(e / (1.0 + e), 1.0 / (1.0 + exp(-max(x, vec4<f32>(0.0)))), x >= vec4<f32>(0.0));
-}
-
 // ---- unary -----------------------------------------------------------------
 
 @group(0) @binding(0) var<storage, read> ux: array<vec4<f32>>;
@@ -63,17 +62,7 @@ fn sigmoid4(x: vec4<f32>) -> vec4<f32> {
 fn unary_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat(gid, nwg);
     if (i * 4u >= up.n) { return; }
-    let x = ux[i];
-    var y: vec4<f32>;
-    switch up.op {
-        case 0u: { y = max(x, vec4<f32>(0.0)); }
-        case 1u: { y = select(up.alpha * x, x, x > vec4<f32>(0.0)); }
-        case 2u: { y = sigmoid4(x); }
-        case 3u: { y = tanh(x); }
-        case 4u: { y = exp(x); }
-        default: { y = up.alpha * x + up.beta; }
-    }
-    uy[i] = y;
+    uy[i] = act_forward(up.op, ux[i], up.alpha, up.beta);
 }
 
 @group(0) @binding(0) var<storage, read> ubx: array<vec4<f32>>;
@@ -86,20 +75,7 @@ fn unary_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
 fn unary_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat(gid, nwg);
     if (i * 4u >= ubp.n) { return; }
-    let positive = ubx[i] > vec4<f32>(0.0);
-    let y = uby[i];
-    var d: vec4<f32>;
-    switch ubp.op {
-        // NOTE: relu'(0) is taken as 0, as in PyTorch.
-        case 0u: { d = select(vec4<f32>(0.0), vec4<f32>(1.0), positive); }
-        case 1u: { d = select(vec4<f32>(ubp.alpha), vec4<f32>(1.0), positive); }
-        // The saved output gives the derivative without recomputing exp.
-        case 2u: { d = y * (1.0 - y); }
-        case 3u: { d = 1.0 - y * y; }
-        case 4u: { d = y; }
-        default: { d = vec4<f32>(ubp.alpha); }
-    }
-    ubdx[i] = ubdy[i] * d;
+    ubdx[i] = ubdy[i] * act_derivative(ubp.op, ubx[i], uby[i], ubp.alpha);
 }
 
 // ---- binary with broadcasting ----------------------------------------------
@@ -129,10 +105,11 @@ fn broadcast4(i: u32, n: u32, b_len: u32) -> vec4<f32> {
 
 fn apply(op: u32, x: vec4<f32>, y: vec4<f32>) -> vec4<f32> {
     switch op {
-        case 0u: { return x + y; }
-        case 1u: { return x - y; }
-        case 2u: { return x * y; }
-        default: { return x / y; }
+        case BIN_ADD: { return x + y; }
+        case BIN_SUB: { return x - y; }
+        case BIN_MUL: { return x * y; }
+        case BIN_DIV: { return x / y; }
+        default: { return act_nan(); }
     }
 }
 
@@ -160,12 +137,19 @@ fn binary_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_w
     let x = ba[i];
     let y = broadcast4(i, bbp.n, bbp.b_len);
     let dy = bbdy[i];
-    if (bbp.op == 2u) {
-        bbda[i] = dy * y;
-        bbdb[i] = dy * x;
-    } else {
-        bbda[i] = dy / y;
-        bbdb[i] = -dy * x / (y * y);
+    switch bbp.op {
+        case BIN_MUL: {
+            bbda[i] = dy * y;
+            bbdb[i] = dy * x;
+        }
+        case BIN_DIV: {
+            bbda[i] = dy / y;
+            bbdb[i] = -dy * x / (y * y);
+        }
+        default: {
+            bbda[i] = act_nan();
+            bbdb[i] = act_nan();
+        }
     }
 }
 

@@ -33,7 +33,7 @@ struct RowParams {
 
 const WG: u32 = 256u;
 // Invocations per row of the row-reduction kernels, an override constant the engine sets per
-// adapter (Gpu::row_workgroup): 64 on GPUs; on CPU adapters one subgroup (8 on lavapipe),
+// adapter (ops::kernels::row_workgroup): 64 on GPUs; on CPU adapters one subgroup (8 on lavapipe),
 // because there every workgroupBarrier costs each subgroup a context switch. Measured on
 // lavapipe, bce_with_logits_forward on (128, 784): 2.56 ms with 256, 0.89 with 64, 0.52 with 8.
 override ROW_WG: u32 = 64u;

@@ -4,12 +4,15 @@
 //   matmul_nn: C (M x N) = A (M x K) * B (K x N)
 //   matmul_nt: C (M x N) = A (M x K) * B^T, B stored (N x K)   [Linear forward, dA = dC B^T]
 //   matmul_tn: C (M x N) = A^T * B, A stored (K x M)           [dB = A^T dC]
-// Bindings: 0 a (read), 1 b (read), 2 bias (read; read only when epilogue > 0), 3 c (read_write),
+// Bindings: 0 a (read), 1 b (read), 2 bias (read; read only when has_bias), 3 c (read_write),
 // 4 params (uniform MatmulParams).
 // Epilogue, applied as C is stored (a linear layer in one pass instead of three):
-//   0: C;  1: C + bias[col];  2: relu(C + bias[col]);  3: leaky_relu(C + bias[col], slope).
+//   act(C + bias[col]) with has_bias, act(C) without; act is an ACT_* code with its parameters
+//   alpha and beta (act_forward of activation.wgsl; ACT_IDENTITY for a plain product).
+// Prepended when the module is built (src/ops/kernels.rs, op_prelude): the generated ACT_*
+// constants of the Rust enum `Activation`, then shaders/activation.wgsl.
 // Dispatch grid: (ceil(N / (4 WG)), ceil(M / (4 WG)), 1) workgroups of WG x WG invocations,
-// WG an override constant the engine sets per adapter (Gpu::matmul_workgroup: 8 on CPU
+// WG an override constant the engine sets per adapter (ops::kernels::matmul_workgroup: 8 on CPU
 // adapters, 16 on GPUs);
 // each invocation computes a 4 x 4 block of C (register tiling), guarded at the edges.
 
@@ -17,11 +20,11 @@ struct MatmulParams {
     m: u32,
     n: u32,
     k: u32,
-    epilogue: u32,
-    slope: f32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
+    has_bias: u32,
+    act: u32,
+    alpha: f32,
+    beta: f32,
+    _pad: u32,
 }
 
 @group(0) @binding(0) var<storage, read> a: array<f32>;
@@ -32,17 +35,11 @@ struct MatmulParams {
 
 // The epilogue: bias and activation of a linear layer, applied to one element of C.
 fn epilogue(v: f32, col: u32) -> f32 {
-    if (p.epilogue == 0u) {
-        return v;
+    var y = v;
+    if (p.has_bias != 0u) {
+        y += bias[col];
     }
-    let y = v + bias[col];
-    if (p.epilogue == 2u) {
-        return max(y, 0.0);
-    }
-    if (p.epilogue == 3u) {
-        return select(p.slope * y, y, y > 0.0);
-    }
-    return y;
+    return act_forward(p.act, vec4<f32>(y), p.alpha, p.beta).x;
 }
 
 const TILE: u32 = 4u;

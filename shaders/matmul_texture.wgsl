@@ -7,15 +7,18 @@
 //
 // Bindings: 0 ta, 1 tb: the stored A and B as read-only rgba32float storage textures, filled by
 // copy_buffer_to_texture in one of two layouts, chosen per operand by the override constants
-// A_ROWS and B_ROWS (src/gpu/mod.rs, TexLayout):
+// A_ROWS and B_ROWS (src/ops/matmul_texture.rs, TexLayout):
 //   rows (1): matrix row r is texture row r, texel x holds floats 4x..4x+3 of it, and each
 //             row is padded by 64 bytes; a texel's coordinates are (x, r), no arithmetic;
 //   flat (0): texel t holds floats 4t..4t+3 of the row-major matrix and texture row y holds
 //             texels y * 2^shift ..; any shape fits, at a mask and a shift per load.
-// 2 bias (read buffer, read only when EPILOGUE > 0); 3 c (read_write buffer);
+// 2 bias (read buffer, read only when HAS_BIAS = 1); 3 c (read_write buffer);
 // 4 TexMatmulParams (uniform).
-// Epilogue as in matmul.wgsl (0 C, 1 C + bias[col], 2 relu(C + bias), 3 leaky_relu(C + bias, slope)),
-// but an override constant here, EPILOGUE, so a product without one compiles no bias load.
+// Epilogue as in matmul.wgsl (act(C + bias[col]) or act(C), act_forward of activation.wgsl),
+// but chosen by override constants here, HAS_BIAS and ACT (an ACT_* code), so a product
+// without one compiles no bias load; alpha and beta are in the Params.
+// Prepended when the module is built (src/ops/kernels.rs, op_prelude): the generated ACT_*
+// constants of the Rust enum `Activation`, then shaders/activation.wgsl.
 // Requires the contiguous dimension of each stored operand to be
 // a multiple of 4 (NN: K and N; NT: K; TN: M and N).
 // Dispatch grid: (ceil(M / R), ceil(N / 32), 1) workgroups of 8 invocations (one subgroup),
@@ -45,19 +48,20 @@ struct TexMatmulParams {
     k: u32,
     // log2 of the flat textures' width in texels.
     shift: u32,
-    slope: f32,
+    alpha: f32,
+    beta: f32,
     _pad0: u32,
     _pad1: u32,
-    _pad2: u32,
 }
 
 // 1: A (resp. B) is in the rows layout; 0: flat.
 override A_ROWS: u32 = 0u;
 override B_ROWS: u32 = 0u;
-// The epilogue code (see the header). As a uniform it cost the weight-gradient products
-// (which have none) 11-13% of their time at K = 128: llvmpipe gathered bias[col] for every stored element
-// whatever the branch decided.
-override EPILOGUE: u32 = 0u;
+// The epilogue (see the header): 1 adds bias[col]; ACT is the activation's code. As a uniform
+// the epilogue cost the weight-gradient products (which have none) 11-13% of their time at
+// K = 128: llvmpipe gathered bias[col] for every stored element whatever the branch decided.
+override HAS_BIAS: u32 = 0u;
+override ACT: u32 = ACT_IDENTITY;
 
 @group(0) @binding(0) var ta: texture_storage_2d<rgba32float, read>;
 @group(0) @binding(1) var tb: texture_storage_2d<rgba32float, read>;
@@ -116,15 +120,10 @@ fn bt(row: u32, x: u32, row_texels: u32) -> vec2<i32> {
 fn store(row: u32, col: u32, v: f32) {
     if (row < p.m && col < p.n) {
         var y = v;
-        if (EPILOGUE != 0u) {
+        if (HAS_BIAS != 0u) {
             y += bias[col];
-            if (EPILOGUE == 2u) {
-                y = max(y, 0.0);
-            } else if (EPILOGUE == 3u) {
-                y = select(p.slope * y, y, y > 0.0);
-            }
         }
-        c[row * p.n + col] = y;
+        c[row * p.n + col] = act_forward(ACT, vec4<f32>(y), p.alpha, p.beta).x;
     }
 }
 

@@ -33,7 +33,7 @@ struct NormParams {
 const WG: u32 = 256u;
 
 // Invocations per workgroup of the reductions: an override constant set per adapter
-// (Gpu::row_workgroup; 64 on GPUs, one 8-lane subgroup on lavapipe, where barriers are costly).
+// (ops::kernels::row_workgroup; 64 on GPUs, one 8-lane subgroup on lavapipe, where barriers are costly).
 override ROW_WG: u32 = 64u;
 
 var<workgroup> partial: array<f32, ROW_WG>;

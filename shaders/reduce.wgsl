@@ -54,7 +54,7 @@ fn reduce_sum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
 @group(0) @binding(2) var<uniform> sp: RowsParams;
 
 // Invocations per workgroup of the reductions: an override constant set per adapter
-// (Gpu::row_workgroup; 64 on GPUs, one 8-lane subgroup on lavapipe, where barriers are costly).
+// (ops::kernels::row_workgroup; 64 on GPUs, one 8-lane subgroup on lavapipe, where barriers are costly).
 override ROW_WG: u32 = 64u;
 
 var<workgroup> partial: array<f32, ROW_WG>;

@@ -1,6 +1,6 @@
 //! Reverse-mode automatic differentiation over a tape.
 //!
-//! Every op whose output needs a gradient appends a [`Node`] to the tape: the
+//! Every op whose output needs a gradient appends a node to the tape: the
 //! output's id, its inputs' ids, and a closure (the op's backward rule,
 //! written beside its forward in `ops/`) that maps the output gradient `dy`
 //! to the input gradients. Nodes are appended in execution order, so walking

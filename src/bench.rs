@@ -160,7 +160,7 @@ pub struct SuiteReport {
     pub adapter: String,
     /// Backend (Vulkan, Metal, ...).
     pub backend: String,
-    /// The matmul kernels in use (`Texture` or `Generic`, see [`crate::gpu::MatmulPath`]).
+    /// The matmul kernels in use (`Texture` or `Generic`, see [`crate::ops::MatmulPath`]).
     pub matmul_path: String,
     /// Whether this was the `--quick` suite.
     pub quick: bool,
@@ -555,7 +555,7 @@ impl<'a> Stopwatch<'a> {
             .map_err(|e| Error::Gpu(e.to_string()))?;
         let host = start.elapsed().as_secs_f64();
         for scope in [validation, oom] {
-            if let Some(e) = pollster::block_on(scope.pop()) {
+            if let Some(e) = crate::gpu::block_on(scope.pop()) {
                 return Err(Error::Gpu(format!("bench probe: {e}")));
             }
         }

@@ -3,13 +3,13 @@
 //! A transparent GPU engine for deep generative models, on wgpu, with every
 //! kernel a hand-written WGSL compute shader. A tour, bottom to top:
 //!
-//! 1. [`gpu`]: the adapter, device and queue; the kernel table and pipeline cache;
-//!    the buffer pool; command batching (one submit per training step).
+//! 1. [`gpu`]: the adapter, device and queue; the pipeline cache; the buffer pool;
+//!    command batching (one submit per training step); the one async host read.
 //! 2. `shaders/*.wgsl`: the kernels, each file opening with what it computes,
 //!    its bindings and its dispatch grid.
 //! 3. [`Tensor`]: a shape plus GPU storage; [`autograd`]: the tape that
 //!    [`Tensor::backward`] walks in reverse.
-//! 4. [`ops`]: one file per op family, forward beside backward.
+//! 4. [`ops`]: the kernel table, and one file per op family, forward beside backward.
 //! 5. [`nn`] and [`optim`]: layers with PyTorch's layouts and initialisation; Adam.
 //! 6. [`models`]: the autoencoder and the VAE; [`train`]: their training loops.
 //! 7. [`data`], [`viz`], [`checkpoint`]: MNIST, PNG grids, safetensors files.

@@ -5,7 +5,8 @@ use std::rc::Rc;
 
 use crate::autograd;
 use crate::error::{Error, Result};
-use crate::gpu::{Gpu, Kernel, Storage, WORKGROUP_1D, grid_1d};
+use crate::gpu::{Gpu, Storage, block_on, grid_1d};
+use crate::ops::kernels::{Kernel, WORKGROUP_1D};
 use crate::shape::Shape;
 
 /// Process-unique identity of a tensor (the key of [`crate::Gradients`]).
@@ -177,9 +178,8 @@ impl Tensor {
             _pad: [0; 2],
         };
         // Four elements per invocation (see shaders/elementwise.wgsl).
-        gpu.dispatch(
-            Kernel::Fill,
-            &[],
+        Kernel::Fill.dispatch(
+            gpu,
             &[&out],
             &params,
             grid_1d((n as u64).div_ceil(4), WORKGROUP_1D),
@@ -194,7 +194,7 @@ impl Tensor {
 
     /// This tensor as a new tensor that requires grad, sharing the data: a parameter leaf, or
     /// an output of an op with several outputs that records itself with
-    /// [`autograd::record_multi`].
+    /// `autograd::record_multi`.
     pub fn requires_grad_(self) -> Tensor {
         Tensor::wrap(
             &self.inner.gpu,
@@ -273,19 +273,25 @@ impl Tensor {
 
     /// Blocking form of [`Tensor::to_vec_async`].
     pub fn to_vec(&self) -> Result<Vec<f32>> {
-        let bytes = self.gpu().read(self.storage(), self.numel() as u64 * 4)?;
-        Ok(bytemuck::cast_slice(&bytes).to_vec())
+        block_on(self.to_vec_async())
     }
 
-    /// The value of a one-element tensor. Errors if it has more elements.
-    pub fn item(&self) -> Result<f32> {
+    /// The value of a one-element tensor (waits for the GPU).
+    ///
+    /// Errors: [`Error::Shape`] if it has more elements; [`Error::Gpu`] if the read fails.
+    pub async fn item_async(&self) -> Result<f32> {
         if self.numel() != 1 {
             return Err(Error::shape(
                 "item",
                 format!("needs one element, got shape {}", self.shape()),
             ));
         }
-        Ok(self.to_vec()?[0])
+        Ok(self.to_vec_async().await?[0])
+    }
+
+    /// Blocking form of [`Tensor::item_async`].
+    pub fn item(&self) -> Result<f32> {
+        block_on(self.item_async())
     }
 
     /// The tensor's identity.

@@ -49,24 +49,12 @@ fn matmul_backward() {
 fn activation_backward() {
     for n in [1usize, 7, 33] {
         let x = rand_away_from_zero(n, n as u64, 0.05);
-        let unary: [(&str, UnaryOp, Ref1); 6] = [
-            ("relu", |t| t.relu(), |v| v.max(0.0)),
-            (
-                "leaky_relu",
-                |t| t.leaky_relu(0.2),
-                |v| if v > 0.0 { v } else { 0.2 * v },
-            ),
-            ("sigmoid", |t| t.sigmoid(), ref_sigmoid),
-            ("tanh", |t| t.tanh(), f64::tanh),
-            ("exp", |t| t.exp(), f64::exp),
-            ("affine", |t| t.affine(-1.5, 0.3), |v| -1.5 * v + 0.3),
-        ];
-        for (name, f, r) in unary {
+        for act in activations() {
             gradcheck(
-                &format!("{name} n={n}"),
+                &format!("{act:?} n={n}"),
                 &[input(x.clone(), &[n])],
-                |t| f(&t[0]),
-                |xs| xs[0].iter().map(|&v| r(v)).collect(),
+                |t| t[0].activation(act),
+                |xs| xs[0].iter().map(|&v| ref_activation(act, v)).collect(),
                 RTOL,
             );
         }
@@ -386,7 +374,6 @@ fn fused_reparameterize_kl_matches_the_separate_ops() {
 
 #[test]
 fn fused_linear_backward_on_both_matmul_paths() {
-    use deepgen::ops::Activation;
     for_each_matmul_path(|path| {
         for (b, i, o) in [
             (1usize, 1usize, 1usize),
@@ -394,22 +381,7 @@ fn fused_linear_backward_on_both_matmul_paths() {
             (5, 33, 12),
             (33, 20, 16),
         ] {
-            for act in [
-                Activation::Identity,
-                Activation::Relu,
-                Activation::LeakyRelu(0.2),
-            ] {
-                let f = move |v: f64| match act {
-                    Activation::Identity => v,
-                    Activation::Relu => v.max(0.0),
-                    Activation::LeakyRelu(s) => {
-                        if v > 0.0 {
-                            v
-                        } else {
-                            s as f64 * v
-                        }
-                    }
-                };
+            for act in activations() {
                 gradcheck(
                     &format!("linear {b}x{i}x{o} {act:?} {path:?}"),
                     &[
@@ -422,7 +394,7 @@ fn fused_linear_backward_on_both_matmul_paths() {
                         let y = ref_matmul(&x[0], &x[1], b, i, o, false, true);
                         y.iter()
                             .enumerate()
-                            .map(|(k, v)| f(v + x[2][k % o]))
+                            .map(|(k, v)| ref_activation(act, v + x[2][k % o]))
                             .collect()
                     },
                     RTOL,

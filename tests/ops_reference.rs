@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use deepgen::ops::{bce_with_logits, kl_divergence, mse_loss, reparameterize};
+use deepgen::ops::{Activation, bce_with_logits, kl_divergence, mse_loss, reparameterize};
 use deepgen::{Error, Tensor};
 
 fn check_matmul(m: usize, k: usize, n: usize, seed: u64) {
@@ -75,7 +75,7 @@ fn matmul_matches_reference_at_vae_shapes() {
 #[test]
 fn matmul_matches_reference_in_both_texture_layouts() {
     // Stored operands whose rows are a multiple of 64 floats go into the padded rows layout,
-    // the others into the flat one (see TexLayout in src/gpu/mod.rs). With row counts of 1, 7
+    // the others into the flat one (see TexLayout in src/ops/matmul_texture.rs). With row counts of 1, 7
     // and 33 these shapes give NN and TN all four (A, B) layout pairs; NT rows/rows and
     // flat/flat, and flat/rows through the texture-height fallback of the last shape (both NT
     // operands are K wide, so only a row count over the limit can mix them).
@@ -114,34 +114,75 @@ fn matmul_refuses_mismatched_shapes() {
 }
 
 #[test]
-fn unary_kernels_match_reference() {
+fn activations_match_reference() {
     for n in [1usize, 7, 33, 1000, 70_001] {
         let x = rand_vec(n, n as u64, -4.0, 4.0);
         let t = tensor(&x, &[n]);
         let x64 = to_f64(&x);
-        let cases: Vec<(&str, Tensor, Ref1)> = vec![
-            ("relu", t.relu().unwrap(), |v: f64| v.max(0.0)),
-            ("leaky_relu", t.leaky_relu(0.2).unwrap(), |v: f64| {
-                if v > 0.0 { v } else { 0.2 * v }
-            }),
-            ("sigmoid", t.sigmoid().unwrap(), ref_sigmoid),
-            ("tanh", t.tanh().unwrap(), f64::tanh),
-            ("exp", t.exp().unwrap(), f64::exp),
-            ("affine", t.affine(-1.5, 0.25).unwrap(), |v: f64| {
-                -1.5 * v + 0.25
-            }),
-        ];
-        for (name, out, f) in cases {
-            let want: Vec<f64> = x64.iter().map(|&v| f(v)).collect();
+        for act in activations() {
+            let want: Vec<f64> = x64.iter().map(|&v| ref_activation(act, v)).collect();
             assert_close(
-                &format!("{name} n={n}"),
-                &out.to_vec().unwrap(),
+                &format!("{act:?} n={n}"),
+                &t.activation(act).unwrap().to_vec().unwrap(),
                 &want,
                 1e-5,
                 1e-6,
             );
         }
     }
+}
+
+#[test]
+fn named_activations_are_their_variants() {
+    let x = rand_vec(33, 5, -4.0, 4.0);
+    let t = tensor(&x, &[33]);
+    let same = |a: Tensor, b: Activation| {
+        assert_eq!(
+            a.to_vec().unwrap(),
+            t.activation(b).unwrap().to_vec().unwrap(),
+            "{b:?}"
+        )
+    };
+    same(t.relu().unwrap(), Activation::Relu);
+    same(t.leaky_relu(0.2).unwrap(), Activation::LeakyRelu(0.2));
+    same(t.sigmoid().unwrap(), Activation::Sigmoid);
+    same(t.tanh().unwrap(), Activation::Tanh);
+    same(t.exp().unwrap(), Activation::Exp);
+    same(
+        t.affine(-1.5, 0.25).unwrap(),
+        Activation::Affine(-1.5, 0.25),
+    );
+    same(t.scale(3.0).unwrap(), Activation::Affine(3.0, 0.0));
+}
+
+#[test]
+fn linear_epilogue_matches_reference_for_every_activation() {
+    for_each_matmul_path(|path| {
+        // (5, 36, 12): every stored operand 4-aligned, so the texture path takes it.
+        for (b, i, o) in [(1usize, 1usize, 1usize), (7, 33, 9), (5, 36, 12)] {
+            let x = rand_vec(b * i, 61, -1.0, 1.0);
+            let w = rand_vec(o * i, 62, -1.0, 1.0);
+            let bias = rand_vec(o, 63, -1.0, 1.0);
+            let pre = ref_matmul(&to_f64(&x), &to_f64(&w), b, i, o, false, true);
+            for act in activations() {
+                let y = tensor(&x, &[b, i])
+                    .linear(&tensor(&w, &[o, i]), &tensor(&bias, &[o]), act)
+                    .unwrap();
+                let want: Vec<f64> = pre
+                    .iter()
+                    .enumerate()
+                    .map(|(k, &v)| ref_activation(act, v + bias[k % o] as f64))
+                    .collect();
+                assert_close(
+                    &format!("linear {b}x{i}x{o} {act:?} {path:?}"),
+                    &y.to_vec().unwrap(),
+                    &want,
+                    1e-5,
+                    1e-5,
+                );
+            }
+        }
+    });
 }
 
 #[test]

@@ -27,7 +27,8 @@
 
 use crate::autograd::no_grad;
 use crate::error::{Error, Result};
-use crate::gpu::{Kernel, Storage, WORKGROUP_1D, grid_1d};
+use crate::gpu::{Storage, grid_1d};
+use crate::ops::kernels::{Kernel, WORKGROUP_1D};
 use crate::shape::Shape;
 use crate::tensor::Tensor;
 
@@ -150,18 +151,16 @@ fn im2col(x: &Tensor, p: ConvParams) -> Result<Tensor> {
     let col = Tensor::alloc(x.gpu(), "im2col", rows * cols)?;
     if p.kw == 4 {
         let threads = rows as u64 * (p.c * p.kh) as u64;
-        x.gpu().dispatch(
-            Kernel::Im2colKw4,
-            &[],
+        Kernel::Im2colKw4.dispatch(
+            x.gpu(),
             &[x.storage(), &col],
             &p,
             grid_1d(threads, WORKGROUP_1D),
         );
     } else {
         let threads = rows as u64 * p.c as u64;
-        x.gpu().dispatch(
-            Kernel::Im2col,
-            &[],
+        Kernel::Im2col.dispatch(
+            x.gpu(),
             &[x.storage(), &col],
             &p,
             grid_1d(threads, WORKGROUP_1D),
@@ -177,9 +176,8 @@ fn col2im(col: &Tensor, mut p: ConvParams, bias: Option<&Tensor>) -> Result<Tens
     p.has_bias = bias.is_some() as u32;
     // Without a bias the binding is unused; any buffer fills it.
     let bias_storage: &Storage = bias.map_or(col.storage(), |b| b.storage());
-    col.gpu().dispatch(
-        Kernel::Col2im,
-        &[],
+    Kernel::Col2im.dispatch(
+        col.gpu(),
         &[col.storage(), bias_storage, &out],
         &p,
         grid_1d(n as u64, WORKGROUP_1D),
@@ -205,9 +203,8 @@ fn rows_to_nchw(
         has_bias: bias.is_some() as u32,
     };
     let bias_storage: &Storage = bias.map_or(m.storage(), |b| b.storage());
-    m.gpu().dispatch(
-        Kernel::RowsToNchw,
-        &[],
+    Kernel::RowsToNchw.dispatch(
+        m.gpu(),
         &[m.storage(), bias_storage, &out],
         &params,
         grid_1d((n * o * p) as u64, WORKGROUP_1D),
@@ -224,9 +221,8 @@ fn nchw_to_rows(y: &Tensor, n: usize, o: usize, p: usize) -> Result<Tensor> {
         p: p as u32,
         has_bias: 0,
     };
-    y.gpu().dispatch(
-        Kernel::NchwToRows,
-        &[],
+    Kernel::NchwToRows.dispatch(
+        y.gpu(),
         &[y.storage(), &out],
         &params,
         grid_1d((n * o * p) as u64, WORKGROUP_1D),

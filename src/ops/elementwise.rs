@@ -2,7 +2,8 @@
 //! broadcasting of a bias row or a scalar (kernels in `shaders/elementwise.wgsl`).
 
 use crate::error::{Error, Result};
-use crate::gpu::{Kernel, WORKGROUP_1D, grid_1d};
+use crate::gpu::grid_1d;
+use crate::ops::kernels::{Kernel, WORKGROUP_1D};
 use crate::tensor::Tensor;
 
 /// Params of `unary_forward` / `unary_backward`.
@@ -11,7 +12,7 @@ use crate::tensor::Tensor;
 pub struct UnaryParams {
     /// Number of elements.
     pub n: u32,
-    /// Which function, see [`Unary`].
+    /// Which function: an [`Activation::code`].
     pub op: u32,
     /// leaky_relu slope; affine scale.
     pub alpha: f32,
@@ -27,7 +28,7 @@ pub struct BinaryParams {
     pub n: u32,
     /// Elements of the right operand; it is read at `i % b_len`.
     pub b_len: u32,
-    /// Which operation, see [`Binary`].
+    /// Which operation: a [`Binary`] as u32.
     pub op: u32,
     /// Padding to 16 bytes.
     pub _pad: u32,
@@ -47,48 +48,90 @@ pub struct RepeatParams {
     pub _pad: u32,
 }
 
-/// The element-wise functions of `unary_forward`, with their shader codes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Unary {
-    /// max(x, 0)
-    Relu = 0,
-    /// x if x > 0 else alpha x
-    LeakyRelu = 1,
-    /// 1 / (1 + exp(-x)), evaluated stably
-    Sigmoid = 2,
-    /// tanh(x)
-    Tanh = 3,
-    /// exp(x)
-    Exp = 4,
-    /// alpha x + beta
-    Affine = 5,
+/// The activation functions: of the element-wise kernels ([`Tensor::activation`] and its
+/// named forms, [`Tensor::relu`], ...) and of the matmul epilogue ([`Tensor::linear`]), with
+/// their parameters.
+///
+/// The one definition of their op codes: a variant's code is its position in this list
+/// ([`Activation::code`], the discriminant of its twin [`ActivationKind`]); the WGSL gets
+/// them as generated constants `ACT_<NAME>` (see `ops/kernels.rs`), and the functions
+/// themselves are written once, in `shaders/activation.wgsl`.
+#[derive(Clone, Copy, Debug, PartialEq, strum::EnumDiscriminants)]
+#[strum_discriminants(
+    name(ActivationKind),
+    derive(Hash, strum::VariantArray, strum::IntoStaticStr),
+    strum(serialize_all = "SCREAMING_SNAKE_CASE"),
+    doc = "The variants of [`Activation`] without their parameters; `kind as u32` is the \
+           activation's code in the shaders, and the name (`LEAKY_RELU`) that of its WGSL \
+           constant (`ACT_LEAKY_RELU`)."
+)]
+pub enum Activation {
+    /// x (a linear layer without activation).
+    Identity,
+    /// max(x, 0).
+    Relu,
+    /// x if x > 0 else slope * x.
+    LeakyRelu(f32),
+    /// 1 / (1 + exp(-x)), evaluated stably.
+    Sigmoid,
+    /// tanh(x).
+    Tanh,
+    /// exp(x).
+    Exp,
+    /// alpha * x + beta (as `Affine(alpha, beta)`).
+    Affine(f32, f32),
 }
 
-/// The binary operations of `binary_forward`, with their shader codes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+impl Activation {
+    /// The shader code of this activation.
+    pub fn code(self) -> u32 {
+        ActivationKind::from(self) as u32
+    }
+
+    /// Its parameters as the kernels take them, `(alpha, beta)`: the slope of leaky_relu, the
+    /// scale and shift of affine, zeros for the others.
+    pub fn params(self) -> (f32, f32) {
+        match self {
+            Activation::LeakyRelu(slope) => (slope, 0.0),
+            Activation::Affine(alpha, beta) => (alpha, beta),
+            _ => (0.0, 0.0),
+        }
+    }
+
+    /// The Params of `unary_forward` / `unary_backward` for `n` elements.
+    pub(crate) fn unary_params(self, n: usize) -> UnaryParams {
+        let (alpha, beta) = self.params();
+        UnaryParams {
+            n: n as u32,
+            op: self.code(),
+            alpha,
+            beta,
+        }
+    }
+}
+
+/// The binary operations of `binary_forward`: the one definition of their op codes (a
+/// variant's code is its position here; the WGSL gets them as generated constants `BIN_<NAME>`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, strum::VariantArray, strum::IntoStaticStr)]
+#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
 pub enum Binary {
     /// a + b
-    Add = 0,
+    Add,
     /// a - b
-    Sub = 1,
+    Sub,
     /// a * b
-    Mul = 2,
+    Mul,
     /// a / b
-    Div = 3,
+    Div,
 }
 
-fn unary_op(x: &Tensor, op: Unary, alpha: f32, beta: f32) -> Result<Tensor> {
+fn unary_op(x: &Tensor, act: Activation) -> Result<Tensor> {
     let gpu = x.gpu();
     let n = x.numel();
     let y = Tensor::alloc(gpu, "unary", n)?;
-    let params = UnaryParams {
-        n: n as u32,
-        op: op as u32,
-        alpha,
-        beta,
-    };
+    let params = act.unary_params(n);
     let grid = grid_1d((n as u64).div_ceil(4), WORKGROUP_1D);
-    gpu.dispatch(Kernel::UnaryForward, &[], &[x.storage(), &y], &params, grid);
+    Kernel::UnaryForward.dispatch(gpu, &[x.storage(), &y], &params, grid);
     let sx = x.clone();
     Ok(Tensor::from_op_with(gpu, y, x.shape().clone(), &[x], |y| {
         // The saved output gives sigmoid', tanh' and exp' without recomputing them.
@@ -108,9 +151,8 @@ pub(crate) fn unary_backward(
     let gpu = dy.gpu();
     let n = x.numel();
     let dx = Tensor::alloc(gpu, "unary_backward", n)?;
-    gpu.dispatch(
-        Kernel::UnaryBackward,
-        &[],
+    Kernel::UnaryBackward.dispatch(
+        gpu,
         &[x.storage(), y.storage(), dy.storage(), &dx],
         &params,
         grid_1d((n as u64).div_ceil(4), WORKGROUP_1D),
@@ -164,13 +206,7 @@ fn binary_op(a: &Tensor, b: &Tensor, op: Binary, name: &'static str) -> Result<T
         _pad: 0,
     };
     let grid = grid_1d((n as u64).div_ceil(4), WORKGROUP_1D);
-    gpu.dispatch(
-        Kernel::BinaryForward,
-        &[],
-        &[a.storage(), b.storage(), &c],
-        &params,
-        grid,
-    );
+    Kernel::BinaryForward.dispatch(gpu, &[a.storage(), b.storage(), &c], &params, grid);
     let (sa, sb) = (a.clone(), b.clone());
     let backward = Box::new(move |dy: &Tensor| -> Result<Vec<Option<Tensor>>> {
         match op {
@@ -186,9 +222,8 @@ fn binary_op(a: &Tensor, b: &Tensor, op: Binary, name: &'static str) -> Result<T
                 let gpu = dy.gpu();
                 let da = Tensor::alloc(gpu, "binary_backward", n)?;
                 let db = Tensor::alloc(gpu, "binary_backward", n)?;
-                gpu.dispatch(
-                    Kernel::BinaryBackward,
-                    &[],
+                Kernel::BinaryBackward.dispatch(
+                    gpu,
                     &[sa.storage(), sb.storage(), dy.storage(), &da, &db],
                     &params,
                     grid,
@@ -230,39 +265,45 @@ impl Tensor {
         binary_op(self, b, Binary::Div, "div")
     }
 
+    /// `activation(self)`, element-wise; the gradient is `dy * activation'` (see
+    /// `shaders/activation.wgsl`).
+    pub fn activation(&self, activation: Activation) -> Result<Tensor> {
+        unary_op(self, activation)
+    }
+
     /// max(x, 0). NOTE: the gradient at exactly 0 is taken as 0, as in PyTorch.
     pub fn relu(&self) -> Result<Tensor> {
-        unary_op(self, Unary::Relu, 0.0, 0.0)
+        unary_op(self, Activation::Relu)
     }
 
     /// x for x > 0, `negative_slope * x` otherwise (DCGAN uses 0.2).
     pub fn leaky_relu(&self, negative_slope: f32) -> Result<Tensor> {
-        unary_op(self, Unary::LeakyRelu, negative_slope, 0.0)
+        unary_op(self, Activation::LeakyRelu(negative_slope))
     }
 
     /// The logistic function 1 / (1 + exp(-x)), stable for any x.
     pub fn sigmoid(&self) -> Result<Tensor> {
-        unary_op(self, Unary::Sigmoid, 0.0, 0.0)
+        unary_op(self, Activation::Sigmoid)
     }
 
     /// Hyperbolic tangent.
     pub fn tanh(&self) -> Result<Tensor> {
-        unary_op(self, Unary::Tanh, 0.0, 0.0)
+        unary_op(self, Activation::Tanh)
     }
 
     /// exp(x).
     pub fn exp(&self) -> Result<Tensor> {
-        unary_op(self, Unary::Exp, 0.0, 0.0)
+        unary_op(self, Activation::Exp)
     }
 
     /// `alpha * x`.
     pub fn scale(&self, alpha: f32) -> Result<Tensor> {
-        unary_op(self, Unary::Affine, alpha, 0.0)
+        unary_op(self, Activation::Affine(alpha, 0.0))
     }
 
     /// `alpha * x + beta`.
     pub fn affine(&self, alpha: f32, beta: f32) -> Result<Tensor> {
-        unary_op(self, Unary::Affine, alpha, beta)
+        unary_op(self, Activation::Affine(alpha, beta))
     }
 }
 
@@ -291,9 +332,8 @@ impl Tensor {
             times: times as u32,
             _pad: 0,
         };
-        gpu.dispatch(
-            Kernel::RepeatRows,
-            &[],
+        Kernel::RepeatRows.dispatch(
+            gpu,
             &[self.storage(), &y],
             &params,
             grid_1d(n as u64, WORKGROUP_1D),

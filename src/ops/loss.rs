@@ -5,7 +5,8 @@
 //! call `.mean()` on the result for the batch average.
 
 use crate::error::{Error, Result};
-use crate::gpu::{Kernel, WORKGROUP_1D, grid_1d};
+use crate::gpu::grid_1d;
+use crate::ops::kernels::{Kernel, WORKGROUP_1D};
 use crate::ops::rows_grid;
 use crate::tensor::Tensor;
 
@@ -53,9 +54,8 @@ fn row_loss(
         dim: dim as u32,
         _pad: [0; 2],
     };
-    gpu.dispatch(
-        forward,
-        &gpu.row_constants(),
+    forward.dispatch(
+        gpu,
         &[x.storage(), t.storage(), &loss],
         &params,
         rows_grid(rows),
@@ -66,9 +66,8 @@ fn row_loss(
         let dx = Tensor::alloc(gpu, op, rows * dim)?;
         let backward_kernel =
             backward_kernel.ok_or_else(|| Error::Invalid(format!("{op}: no backward")))?;
-        gpu.dispatch(
-            backward_kernel,
-            &[],
+        backward_kernel.dispatch(
+            gpu,
             &[sx.storage(), st.storage(), dloss.storage(), &dx],
             &params,
             grid_1d((rows * dim) as u64, WORKGROUP_1D),
@@ -117,9 +116,8 @@ pub fn bce_with_logits(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
         dim: dim as u32,
         _pad: [0; 2],
     };
-    gpu.dispatch(
-        Kernel::BceWithLogitsForwardGrad,
-        &gpu.row_constants(),
+    Kernel::BceWithLogitsForwardGrad.dispatch(
+        gpu,
         &[logits.storage(), targets.storage(), &loss, &g],
         &params,
         rows_grid(rows),
@@ -128,9 +126,8 @@ pub fn bce_with_logits(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
     let backward = Box::new(move |dloss: &Tensor| -> Result<Vec<Option<Tensor>>> {
         let gpu = dloss.gpu();
         let dx = Tensor::alloc(gpu, "bce_with_logits_backward", rows * dim)?;
-        gpu.dispatch(
-            Kernel::BceWithLogitsBackward,
-            &[],
+        Kernel::BceWithLogitsBackward.dispatch(
+            gpu,
             &[g.storage(), dloss.storage(), &dx],
             &params,
             grid_1d((rows * dim) as u64, WORKGROUP_1D),
@@ -200,9 +197,8 @@ pub fn softmax_cross_entropy(logits: &Tensor, labels: &Tensor) -> Result<Tensor>
         dim: classes as u32,
         _pad: [0; 2],
     };
-    gpu.dispatch(
-        Kernel::SoftmaxCrossEntropyForward,
-        &gpu.row_constants(),
+    Kernel::SoftmaxCrossEntropyForward.dispatch(
+        gpu,
         &[logits.storage(), labels.storage(), &loss, &lse],
         &params,
         rows_grid(rows),
@@ -212,9 +208,8 @@ pub fn softmax_cross_entropy(logits: &Tensor, labels: &Tensor) -> Result<Tensor>
     let backward = Box::new(move |dloss: &Tensor| -> Result<Vec<Option<Tensor>>> {
         let gpu = dloss.gpu();
         let dx = Tensor::alloc(gpu, OP, rows * classes)?;
-        gpu.dispatch(
-            Kernel::SoftmaxCrossEntropyBackward,
-            &[],
+        Kernel::SoftmaxCrossEntropyBackward.dispatch(
+            gpu,
             &[
                 sx.storage(),
                 sl.storage(),

@@ -10,8 +10,10 @@
 //! | C = A^T B (`matmul_tn`) | B dC^T  (`matmul_nt`) | A dC    (`matmul`)    |
 
 use crate::error::{Error, Result};
-use crate::gpu::{Kernel, MatmulPath, OperandTexture, Storage, TexLayout};
-use crate::ops::elementwise::{Unary, UnaryParams, unary_backward};
+use crate::gpu::Storage;
+use crate::ops::elementwise::{Activation, unary_backward};
+use crate::ops::kernels::{Kernel, matmul_workgroup};
+use crate::ops::matmul_texture;
 use crate::tensor::Tensor;
 
 /// Params of the entry points of `shaders/matmul.wgsl`.
@@ -24,12 +26,16 @@ pub struct MatmulParams {
     pub n: u32,
     /// The contracted dimension.
     pub k: u32,
-    /// 0 none, 1 + bias, 2 + bias then relu, 3 + bias then leaky_relu (see [`Activation`]).
-    pub epilogue: u32,
-    /// leaky_relu slope.
-    pub slope: f32,
+    /// 1: add `bias[col]` to each element of C; 0: no bias.
+    pub has_bias: u32,
+    /// The activation applied after it (an [`Activation::code`]; identity for a plain product).
+    pub act: u32,
+    /// The activation's first parameter (leaky_relu slope, affine scale).
+    pub alpha: f32,
+    /// Its second parameter (affine shift).
+    pub beta: f32,
     /// Padding to 32 bytes.
-    pub _pad: [u32; 3],
+    pub _pad: u32,
 }
 
 /// Params of the entry points of `shaders/matmul_texture.wgsl`.
@@ -44,37 +50,18 @@ pub struct TexMatmulParams {
     pub k: u32,
     /// log2 of the width in texels of the operand textures in the flat layout.
     pub shift: u32,
-    /// leaky_relu slope (the epilogue itself is the override constant `EPILOGUE`).
-    pub slope: f32,
+    /// The epilogue activation's first parameter (the epilogue itself is the override
+    /// constants `HAS_BIAS` and `ACT`).
+    pub alpha: f32,
+    /// Its second parameter.
+    pub beta: f32,
     /// Padding to 32 bytes.
-    pub _pad: [u32; 3],
-}
-
-/// The activation a [`Tensor::linear`] applies in the matmul's epilogue.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Activation {
-    /// None: `x W^T + b`.
-    Identity,
-    /// `relu(x W^T + b)`.
-    Relu,
-    /// `leaky_relu(x W^T + b, slope)`.
-    LeakyRelu(f32),
-}
-
-impl Activation {
-    /// The epilogue code and slope of the kernels (with a bias).
-    fn epilogue(self) -> (u32, f32) {
-        match self {
-            Activation::Identity => (1, 0.0),
-            Activation::Relu => (2, 0.0),
-            Activation::LeakyRelu(slope) => (3, slope),
-        }
-    }
+    pub _pad: [u32; 2],
 }
 
 /// Which operand is stored transposed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Layout {
+pub(crate) enum Layout {
     /// A (M, K), B (K, N).
     NN,
     /// A (M, K), B stored (N, K).
@@ -141,86 +128,45 @@ fn dispatch_matmul(
     layout: Layout,
     (m, k, n): (usize, usize, usize),
     bias: Option<&Tensor>,
-    (epilogue, slope): (u32, f32),
+    act: Activation,
 ) -> Result<Storage> {
     let gpu = a.gpu();
     let out = Tensor::alloc(gpu, layout.name(), m * n)?;
+    if matmul_texture::dispatch(a, b, layout, (m, k, n), bias, act, &out) {
+        return Ok(out);
+    }
+    let kernel = match layout {
+        Layout::NN => Kernel::MatmulNN,
+        Layout::NT => Kernel::MatmulNT,
+        Layout::TN => Kernel::MatmulTN,
+    };
+    let (alpha, beta) = act.params();
+    let params = MatmulParams {
+        m: m as u32,
+        n: n as u32,
+        k: k as u32,
+        has_bias: u32::from(bias.is_some()),
+        act: act.code(),
+        alpha,
+        beta,
+        _pad: 0,
+    };
+    let tile = THREAD_TILE * matmul_workgroup(gpu.capabilities());
+    let groups = [(n as u32).div_ceil(tile), (m as u32).div_ceil(tile), 1];
     // Without a bias the binding is unused; any buffer fills it.
     let bias_storage = bias.map_or(a.storage(), |t| t.storage());
-    // The texture path needs each stored operand's contiguous dimension divisible by 4.
-    let aligned = match layout {
-        Layout::NN => k % 4 == 0 && n % 4 == 0,
-        Layout::NT => k % 4 == 0,
-        Layout::TN => m % 4 == 0 && n % 4 == 0,
-    };
-    let shift = gpu
-        .flat_shift(a.numel().max(b.numel()))
-        .filter(|_| gpu.matmul_path() == MatmulPath::Texture && aligned && m * n * k > 0);
-    if let Some(shift) = shift {
-        let (kernel, rows) = match layout {
-            Layout::NN => (Kernel::MatmulTextureNN, 5),
-            Layout::NT => (Kernel::MatmulTextureNT, 6),
-            Layout::TN => (Kernel::MatmulTextureTN, 8),
-        };
-        let stored = |t: &Tensor| (t.dims()[0], t.dims()[1]);
-        let ta = gpu.operand_texture(a.storage(), stored(a), 0, shift);
-        let tb = gpu.operand_texture(b.storage(), stored(b), 1, shift);
-        // Each operand's addressing is compiled in (a pipeline per combination).
-        let rows_layout = |t: &OperandTexture| f64::from(u8::from(t.layout == TexLayout::Rows));
-        let constants = [
-            ("A_ROWS", rows_layout(&ta)),
-            ("B_ROWS", rows_layout(&tb)),
-            ("EPILOGUE", f64::from(epilogue)),
-        ];
-        let params = TexMatmulParams {
-            m: m as u32,
-            n: n as u32,
-            k: k as u32,
-            shift,
-            slope,
-            _pad: [0; 3],
-        };
-        let groups = [(m as u32).div_ceil(rows), (n as u32).div_ceil(32), 1];
-        gpu.dispatch_textures(
-            kernel,
-            &constants,
-            &[&ta, &tb],
-            &[bias_storage, &out],
-            &params,
-            groups,
-        );
-    } else {
-        let kernel = match layout {
-            Layout::NN => Kernel::MatmulNN,
-            Layout::NT => Kernel::MatmulNT,
-            Layout::TN => Kernel::MatmulTN,
-        };
-        let params = MatmulParams {
-            m: m as u32,
-            n: n as u32,
-            k: k as u32,
-            epilogue,
-            slope,
-            _pad: [0; 3],
-        };
-        let wg = gpu.matmul_workgroup();
-        let tile = THREAD_TILE * wg;
-        let groups = [(n as u32).div_ceil(tile), (m as u32).div_ceil(tile), 1];
-        let constants = [("WG", wg as f64)];
-        gpu.dispatch(
-            kernel,
-            &constants,
-            &[a.storage(), b.storage(), bias_storage, &out],
-            &params,
-            groups,
-        );
-    }
+    kernel.dispatch(
+        gpu,
+        &[a.storage(), b.storage(), bias_storage, &out],
+        &params,
+        groups,
+    );
     Ok(out)
 }
 
 fn matmul_op(a: &Tensor, b: &Tensor, layout: Layout) -> Result<Tensor> {
     let (m, k, n) = dims(a, b, layout)?;
-    let out = dispatch_matmul(a, b, layout, (m, k, n), None, (0, 0.0))?;
+    let out = dispatch_matmul(a, b, layout, (m, k, n), None, Activation::Identity)?;
     let (sa, sb) = (a.clone(), b.clone());
     let backward = Box::new(move |dc: &Tensor| -> Result<Vec<Option<Tensor>>> {
         let da = if sa.requires_grad() {
@@ -280,8 +226,8 @@ impl Tensor {
     /// `weight (out, in)` (PyTorch's layout), `bias (out,)` -> `(B, out)`; the bias and the
     /// activation are applied as the product is stored, saving two passes over the output.
     ///
-    /// Backward: `dy' = dy * activation'` (computed from the output: relu and leaky_relu keep
-    /// the sign of their input), `db = sum over rows of dy'`, `dW = dy'^T x`, `dx = dy' W`.
+    /// Backward: `dy' = dy * activation'` (computed from the output alone, which keeps the
+    /// sign of the input), `db = sum over rows of dy'`, `dW = dy'^T x`, `dx = dy' W`.
     ///
     /// Errors: [`Error::Shape`] unless `self` is `(B, in)`, `weight` `(out, in)`, `bias` `(out,)`.
     pub fn linear(&self, weight: &Tensor, bias: &Tensor, activation: Activation) -> Result<Tensor> {
@@ -296,14 +242,7 @@ impl Tensor {
                 ),
             ));
         }
-        let out = dispatch_matmul(
-            self,
-            weight,
-            Layout::NT,
-            (m, k, n),
-            Some(bias),
-            activation.epilogue(),
-        )?;
+        let out = dispatch_matmul(self, weight, Layout::NT, (m, k, n), Some(bias), activation)?;
         let (sx, sw) = (self.clone(), weight.clone());
         let (x_wants, w_wants, b_wants) = (
             self.requires_grad(),
@@ -320,10 +259,9 @@ impl Tensor {
                 Box::new(move |dy: &Tensor| -> Result<Vec<Option<Tensor>>> {
                     let dy = match activation {
                         Activation::Identity => dy.clone(),
-                        Activation::Relu => activation_backward(&y, dy, Unary::Relu, 0.0)?,
-                        Activation::LeakyRelu(slope) => {
-                            activation_backward(&y, dy, Unary::LeakyRelu, slope)?
-                        }
+                        // NOTE: y stands in for the pre-activation, which is never stored (see
+                        // act_derivative in shaders/activation.wgsl).
+                        _ => unary_backward(&y, &y, dy, activation.unary_params(y.numel()))?,
                     };
                     let dx = if x_wants { Some(dy.matmul(&sw)?) } else { None };
                     let dw = if w_wants {
@@ -337,16 +275,4 @@ impl Tensor {
             },
         ))
     }
-}
-
-/// `dy * f'(y)` for relu and leaky_relu, read off the output `y`: it has the input's sign, so
-/// `y` stands in for the input of `unary_backward`.
-fn activation_backward(y: &Tensor, dy: &Tensor, op: Unary, slope: f32) -> Result<Tensor> {
-    let params = UnaryParams {
-        n: y.numel() as u32,
-        op: op as u32,
-        alpha: slope,
-        beta: 0.0,
-    };
-    unary_backward(y, y, dy, params)
 }

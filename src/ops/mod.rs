@@ -4,8 +4,10 @@
 //!
 //! | file | ops | shader |
 //! | --- | --- | --- |
-//! | `matmul.rs` | `matmul`, `matmul_nt`, `matmul_tn`, `linear` (bias + activation fused) | `shaders/matmul.wgsl`, `shaders/matmul_texture.wgsl` |
-//! | `elementwise.rs` | `add`, `sub`, `mul`, `div` (with row/scalar broadcast), `relu`, `leaky_relu`, `sigmoid`, `tanh`, `exp`, `scale`, `affine`, `repeat_rows` | `shaders/elementwise.wgsl` |
+//! | `kernels.rs` | the kernel table (every kernel's file, entry point, bindings, tuning) and the op-code prelude of the shaders | all |
+//! | `matmul.rs` | `matmul`, `matmul_nt`, `matmul_tn`, `linear` (bias + activation fused) | `shaders/matmul.wgsl` |
+//! | `matmul_texture.rs` | the texture-operand path of the same products, [`MatmulPath`] | `shaders/matmul_texture.wgsl` |
+//! | `elementwise.rs` | [`Activation`] (`activation`, `relu`, `leaky_relu`, `sigmoid`, `tanh`, `exp`, `scale`, `affine`), `add`, `sub`, `mul`, `div` (with row/scalar broadcast), `repeat_rows` | `shaders/elementwise.wgsl`, `shaders/activation.wgsl` |
 //! | `reduce.rs` | `sum`, `mean`, `sum_axis`, `mean_axis` | `shaders/reduce.wgsl` |
 //! | `vae.rs` | `reparameterize`, `kl_divergence`, and both fused: `reparameterize_kl` | `shaders/vae.wgsl` |
 //! | `conv.rs` | `conv2d`, `conv_transpose2d` (im2col + matmul) | `shaders/conv.wgsl` |
@@ -13,8 +15,8 @@
 //! | `norm.rs` | `batch_norm` (1-D and 2-D) | `shaders/norm.wgsl` |
 //! | `random.rs` | `randn`, `dropout`, `bernoulli` | `shaders/random.wgsl` |
 //!
-//! Every Params struct here is `#[repr(C)]` + `Pod` with the field order of its
-//! WGSL twin; `tests/shaders.rs` checks that the sizes agree.
+//! Every Params struct here is `#[repr(C)]` + `Pod` with the fields of its WGSL twin;
+//! `tests/shaders.rs` checks that names and offsets agree.
 
 /// Workgroups for the row kernels: one workgroup per row, spilling into y beyond 65,535 rows
 /// (the kernels rebuild the row as `wid.x + wid.y * num_workgroups.x`).
@@ -24,17 +26,23 @@ pub(crate) fn rows_grid(rows: usize) -> [u32; 3] {
 
 pub mod conv;
 pub mod elementwise;
+pub mod kernels;
 pub mod loss;
 pub mod matmul;
+pub mod matmul_texture;
 pub mod norm;
 pub mod random;
 pub mod reduce;
 pub mod vae;
 
 pub use conv::{Conv2dOptions, ConvParams, LayoutParams, conv_transpose2d, conv2d};
-pub use elementwise::{BinaryParams, RepeatParams, UnaryParams};
+pub use elementwise::{
+    Activation, ActivationKind, Binary, BinaryParams, RepeatParams, UnaryParams,
+};
+pub use kernels::{Kernel, ShaderFile};
 pub use loss::{RowParams, bce_with_logits, mse_loss, softmax_cross_entropy};
-pub use matmul::{Activation, MatmulParams, TexMatmulParams};
+pub use matmul::{MatmulParams, TexMatmulParams};
+pub use matmul_texture::{MATMUL_ENV, MatmulPath};
 pub use norm::{NormParams, batch_norm};
 pub use random::{DropoutParams, RandnParams};
 pub use reduce::{ReduceParams, RowsParams};

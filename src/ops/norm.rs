@@ -5,7 +5,8 @@
 //! running statistics as PyTorch keeps them.
 
 use crate::error::{Error, Result};
-use crate::gpu::{Kernel, WORKGROUP_1D, grid_1d};
+use crate::gpu::grid_1d;
+use crate::ops::kernels::{Kernel, WORKGROUP_1D};
 use crate::tensor::Tensor;
 
 /// Params of every entry point of `norm.wgsl`: the tensor viewed as (outer, channels, inner).
@@ -87,9 +88,8 @@ pub fn batch_norm(
     };
     let mean = Tensor::alloc(gpu, OP, c)?;
     let invstd = Tensor::alloc(gpu, OP, c)?;
-    gpu.dispatch(
-        Kernel::BatchNormStats,
-        &gpu.row_constants(),
+    Kernel::BatchNormStats.dispatch(
+        gpu,
         &[
             x.storage(),
             &mean,
@@ -103,9 +103,8 @@ pub fn batch_norm(
     let total = x.numel();
     let y = Tensor::alloc(gpu, OP, total)?;
     let grid = grid_1d(total as u64, WORKGROUP_1D);
-    gpu.dispatch(
-        Kernel::BatchNormForward,
-        &[],
+    Kernel::BatchNormForward.dispatch(
+        gpu,
         &[
             x.storage(),
             &mean,
@@ -124,9 +123,8 @@ pub fn batch_norm(
         let gpu = dy.gpu();
         let dgamma = Tensor::alloc(gpu, "batch_norm_backward", c)?;
         let dbeta = Tensor::alloc(gpu, "batch_norm_backward", c)?;
-        gpu.dispatch(
-            Kernel::BatchNormBackwardReduce,
-            &gpu.row_constants(),
+        Kernel::BatchNormBackwardReduce.dispatch(
+            gpu,
             &[
                 sx.storage(),
                 dy.storage(),
@@ -139,9 +137,8 @@ pub fn batch_norm(
             [c as u32, 1, 1],
         );
         let dx = Tensor::alloc(gpu, "batch_norm_backward", total)?;
-        gpu.dispatch(
-            Kernel::BatchNormBackwardDx,
-            &[],
+        Kernel::BatchNormBackwardDx.dispatch(
+            gpu,
             &[
                 sx.storage(),
                 dy.storage(),

@@ -4,7 +4,10 @@
 //! with [`Gpu::manual_seed`] makes a run reproducible.
 
 use crate::error::{Error, Result};
-use crate::gpu::{Gpu, Kernel, WORKGROUP_1D, grid_1d};
+use std::cell::Cell;
+
+use crate::gpu::{Gpu, grid_1d};
+use crate::ops::kernels::{Kernel, WORKGROUP_1D};
 use crate::shape::Shape;
 use crate::tensor::Tensor;
 
@@ -65,9 +68,8 @@ impl Tensor {
             counter_hi,
             _pad: [0; 3],
         };
-        gpu.dispatch(
-            Kernel::Randn,
-            &[],
+        Kernel::Randn.dispatch(
+            gpu,
             &[&out],
             &params,
             grid_1d((n as u64).div_ceil(4), WORKGROUP_1D),
@@ -104,9 +106,8 @@ impl Tensor {
             counter_hi,
             _pad: 0,
         };
-        gpu.dispatch(
-            Kernel::Dropout,
-            &[],
+        Kernel::Dropout.dispatch(
+            gpu,
             &[self.storage(), &y, &mask],
             &params,
             grid_1d((n as u64).div_ceil(4), WORKGROUP_1D),
@@ -144,9 +145,8 @@ impl Tensor {
             counter_hi,
             _pad: 0,
         };
-        gpu.dispatch(
-            Kernel::Bernoulli,
-            &[],
+        Kernel::Bernoulli.dispatch(
+            gpu,
             &[self.storage(), &y],
             &params,
             grid_1d((n as u64).div_ceil(4), WORKGROUP_1D),
@@ -155,11 +155,31 @@ impl Tensor {
     }
 }
 
+/// The generator's state in one GPU context (kept in [`Gpu::extension`]): the seed (Philox
+/// key) and the next unused counter.
+struct PhiloxCounter(Cell<(u64, u64)>);
+
+impl Default for PhiloxCounter {
+    fn default() -> Self {
+        PhiloxCounter(Cell::new((0x5eed, 0)))
+    }
+}
+
+impl Gpu {
+    /// Seeds the GPU random generator (used by `randn`, hence the reparameterization trick,
+    /// `dropout` and `bernoulli`): the same seed and sequence of calls give the same numbers.
+    pub fn manual_seed(&self, seed: u64) {
+        self.extension::<PhiloxCounter>().0.set((seed, 0));
+    }
+}
+
 /// Reserves the Philox counters for `n` random numbers (each Philox call yields 4, so one
 /// counter per 4 elements) and returns the kernel's key and first counter as 32-bit words:
 /// `[seed_lo, seed_hi, counter_lo, counter_hi]`.
 fn philox_words(gpu: &Gpu, n: usize) -> [u32; 4] {
-    let (seed, counter) = gpu.next_random_offset((n as u64).div_ceil(4));
+    let state = gpu.extension::<PhiloxCounter>();
+    let (seed, counter) = state.0.get();
+    state.0.set((seed, counter + (n as u64).div_ceil(4)));
     [
         seed as u32,
         (seed >> 32) as u32,

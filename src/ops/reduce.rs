@@ -2,7 +2,8 @@
 //! broadcast of `dy` back over the reduced axis (kernels in `shaders/reduce.wgsl`).
 
 use crate::error::{Error, Result};
-use crate::gpu::{Gpu, Kernel, Storage, WORKGROUP_1D, grid_1d};
+use crate::gpu::{Gpu, Storage, grid_1d};
+use crate::ops::kernels::{Kernel, WORKGROUP_1D};
 use crate::ops::rows_grid;
 use crate::shape::Shape;
 use crate::tensor::Tensor;
@@ -55,13 +56,7 @@ fn sum_rows(
         total: total as u32,
         scale,
     };
-    gpu.dispatch(
-        Kernel::ReduceSumRows,
-        &gpu.row_constants(),
-        &[x, &y],
-        &params,
-        rows_grid(rows),
-    );
+    Kernel::ReduceSumRows.dispatch(gpu, &[x, &y], &params, rows_grid(rows));
     Ok(y)
 }
 
@@ -90,7 +85,7 @@ fn reduce_storage(
         scale,
     };
     let grid = grid_1d((outer * inner) as u64, WORKGROUP_1D);
-    gpu.dispatch(Kernel::ReduceSum, &[], &[x, &y], &params, grid);
+    Kernel::ReduceSum.dispatch(gpu, &[x, &y], &params, grid);
     Ok(y)
 }
 
@@ -117,13 +112,7 @@ fn reduce_op(
             scale,
         };
         let grid = grid_1d(n as u64, WORKGROUP_1D);
-        gpu.dispatch(
-            Kernel::ReduceBackward,
-            &[],
-            &[dy.storage(), &dx],
-            &params,
-            grid,
-        );
+        Kernel::ReduceBackward.dispatch(gpu, &[dy.storage(), &dx], &params, grid);
         Ok(vec![Some(Tensor::from_storage(gpu, dx, in_shape))])
     });
     Ok(Tensor::from_op(gpu, y, out_shape, &[x], backward))

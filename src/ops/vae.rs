@@ -6,7 +6,8 @@
 //! diagonal Gaussian from N(0, I) has a closed form (appendix B).
 
 use crate::error::{Error, Result};
-use crate::gpu::{Kernel, WORKGROUP_1D, grid_1d};
+use crate::gpu::grid_1d;
+use crate::ops::kernels::{Kernel, WORKGROUP_1D};
 use crate::tensor::Tensor;
 
 /// Params of the element-wise kernels of `vae.wgsl`.
@@ -61,9 +62,8 @@ pub fn reparameterize(mu: &Tensor, logvar: &Tensor, eps: &Tensor) -> Result<Tens
         _pad: [0; 3],
     };
     let grid = grid_1d(n as u64, WORKGROUP_1D);
-    gpu.dispatch(
-        Kernel::ReparameterizeForward,
-        &[],
+    Kernel::ReparameterizeForward.dispatch(
+        gpu,
         &[mu.storage(), logvar.storage(), eps.storage(), &z],
         &params,
         grid,
@@ -72,9 +72,8 @@ pub fn reparameterize(mu: &Tensor, logvar: &Tensor, eps: &Tensor) -> Result<Tens
     let backward = Box::new(move |dz: &Tensor| -> Result<Vec<Option<Tensor>>> {
         let gpu = dz.gpu();
         let dlogvar = Tensor::alloc(gpu, "reparameterize_backward", n)?;
-        gpu.dispatch(
-            Kernel::ReparameterizeBackward,
-            &[],
+        Kernel::ReparameterizeBackward.dispatch(
+            gpu,
             &[slv.storage(), seps.storage(), dz.storage(), &dlogvar],
             &params,
             grid,
@@ -108,9 +107,8 @@ pub fn kl_divergence(mu: &Tensor, logvar: &Tensor) -> Result<Tensor> {
         dim: dim as u32,
         _pad: [0; 2],
     };
-    gpu.dispatch(
-        Kernel::KlDivergenceForward,
-        &[],
+    Kernel::KlDivergenceForward.dispatch(
+        gpu,
         &[mu.storage(), logvar.storage(), &kl],
         &params,
         grid_1d(rows as u64, WORKGROUP_1D),
@@ -121,9 +119,8 @@ pub fn kl_divergence(mu: &Tensor, logvar: &Tensor) -> Result<Tensor> {
         let n = rows * dim;
         let dmu = Tensor::alloc(gpu, "kl_divergence_backward", n)?;
         let dlogvar = Tensor::alloc(gpu, "kl_divergence_backward", n)?;
-        gpu.dispatch(
-            Kernel::KlDivergenceBackward,
-            &[],
+        Kernel::KlDivergenceBackward.dispatch(
+            gpu,
             &[smu.storage(), slv.storage(), dkl.storage(), &dmu, &dlogvar],
             &params,
             grid_1d(n as u64, WORKGROUP_1D),
@@ -163,9 +160,8 @@ pub fn reparameterize_kl(mu: &Tensor, logvar: &Tensor, eps: &Tensor) -> Result<(
         dim: dim as u32,
         _pad: [0; 2],
     };
-    gpu.dispatch(
-        Kernel::VaeSampleForward,
-        &[],
+    Kernel::VaeSampleForward.dispatch(
+        gpu,
         &[mu.storage(), logvar.storage(), eps.storage(), &z, &kl],
         &params,
         grid_1d(rows as u64, WORKGROUP_1D),
@@ -194,9 +190,8 @@ pub fn reparameterize_kl(mu: &Tensor, logvar: &Tensor, eps: &Tensor) -> Result<(
             };
             let dmu = Tensor::alloc(gpu, "reparameterize_kl_backward", n)?;
             let dlogvar = Tensor::alloc(gpu, "reparameterize_kl_backward", n)?;
-            gpu.dispatch(
-                Kernel::VaeSampleBackward,
-                &[],
+            Kernel::VaeSampleBackward.dispatch(
+                gpu,
                 &[
                     smu.storage(),
                     slv.storage(),

@@ -5,7 +5,8 @@ use std::collections::HashMap;
 
 use crate::autograd::Gradients;
 use crate::error::{Error, Result};
-use crate::gpu::{Kernel, WORKGROUP_1D, grid_1d};
+use crate::gpu::grid_1d;
+use crate::ops::kernels::{Kernel, WORKGROUP_1D};
 use crate::tensor::{Tensor, TensorId};
 
 /// Params of `adam_step`.
@@ -108,9 +109,8 @@ impl Adam {
                 bias_correction2: 1.0 - beta2.powi(t),
                 weight_decay: self.weight_decay,
             };
-            gpu.dispatch(
-                Kernel::AdamStep,
-                &[],
+            Kernel::AdamStep.dispatch(
+                gpu,
                 &[g.storage(), p.storage(), m.storage(), v.storage()],
                 &params,
                 grid_1d((p.numel() as u64).div_ceil(4), WORKGROUP_1D),

@@ -2,6 +2,7 @@
 //! inputs, f64 reference ops, tolerance checks and a finite-difference gradient checker.
 #![allow(dead_code)]
 
+use deepgen::ops::Activation;
 use deepgen::{Gpu, Result, Tensor};
 use rand::{RngExt, SeedableRng, rngs::StdRng};
 
@@ -18,15 +19,30 @@ pub fn gpu() -> Gpu {
 }
 
 /// Runs `f` once per matmul path the adapter has (the generic one always, the texture one
-/// on adapters with 8-lane subgroups, such as lavapipe), restoring the default after.
-pub fn for_each_matmul_path(f: impl Fn(deepgen::gpu::MatmulPath)) {
-    use deepgen::gpu::MatmulPath;
+/// on adapters with 8-lane subgroups, such as lavapipe), restoring the default after. Says in
+/// the test output which paths ran and, for a path the adapter cannot run, that it did not and
+/// why: written straight to stderr, which the test harness does not capture (it captures the
+/// print macros only), so the line shows in a plain `cargo test` run.
+pub fn for_each_matmul_path(f: impl Fn(deepgen::ops::MatmulPath)) {
+    use deepgen::ops::MatmulPath;
+    use std::io::Write;
     let gpu = gpu();
     let default = gpu.matmul_path();
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("a test")
+        .to_string();
     for path in [MatmulPath::Generic, MatmulPath::Texture] {
-        if gpu.set_matmul_path(path) {
+        let line = if gpu.set_matmul_path(path) {
             f(path);
-        }
+            format!("{test}: matmul path {path:?} ran\n")
+        } else {
+            let why = path
+                .unsupported_reason(gpu.capabilities())
+                .unwrap_or_default();
+            format!("{test}: matmul path {path:?} NOT RUN: {why}\n")
+        };
+        std::io::stderr().write_all(line.as_bytes()).ok();
     }
     gpu.set_matmul_path(default);
 }
@@ -106,6 +122,45 @@ pub fn ref_matmul(
 
 pub fn ref_sigmoid(x: f64) -> f64 {
     1.0 / (1.0 + (-x).exp())
+}
+
+/// The f64 reference of every activation (an exhaustive match: a new activation needs its
+/// formula here, and then every test that loops over [`activations`] checks it).
+pub fn ref_activation(act: Activation, x: f64) -> f64 {
+    match act {
+        Activation::Identity => x,
+        Activation::Relu => x.max(0.0),
+        Activation::LeakyRelu(slope) => {
+            if x > 0.0 {
+                x
+            } else {
+                slope as f64 * x
+            }
+        }
+        Activation::Sigmoid => ref_sigmoid(x),
+        Activation::Tanh => x.tanh(),
+        Activation::Exp => x.exp(),
+        Activation::Affine(alpha, beta) => alpha as f64 * x + beta as f64,
+    }
+}
+
+/// One instance of every activation, with the parameters the tests use (derived from the enum,
+/// so a new activation is tested as soon as it has a sample here and a reference above).
+pub fn activations() -> Vec<Activation> {
+    use deepgen::ops::ActivationKind as K;
+    use strum::VariantArray;
+    K::VARIANTS
+        .iter()
+        .map(|kind| match kind {
+            K::Identity => Activation::Identity,
+            K::Relu => Activation::Relu,
+            K::LeakyRelu => Activation::LeakyRelu(0.2),
+            K::Sigmoid => Activation::Sigmoid,
+            K::Tanh => Activation::Tanh,
+            K::Exp => Activation::Exp,
+            K::Affine => Activation::Affine(-1.5, 0.25),
+        })
+        .collect()
 }
 
 /// Per-row sums of BCE with logits (stable form).
@@ -291,12 +346,8 @@ pub fn gradcheck(
     }
 }
 
-/// A one-tensor op under test.
-pub type UnaryOp = fn(&Tensor) -> Result<Tensor>;
 /// A two-tensor op under test.
 pub type BinaryOp = fn(&Tensor, &Tensor) -> Result<Tensor>;
-/// A scalar f64 reference function.
-pub type Ref1 = fn(f64) -> f64;
 /// A binary f64 reference function.
 pub type Ref2 = fn(f64, f64) -> f64;
 
