@@ -17,6 +17,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::panic::Location;
 
 use crate::error::{Error, Result};
 use crate::tensor::{Tensor, TensorId};
@@ -39,6 +40,36 @@ pub(crate) struct Node {
     /// Each input's id and whether it wants a gradient.
     inputs: Vec<(TensorId, bool)>,
     backward: Rule,
+    /// Where in `ops/` the node was recorded (for [`tape`]).
+    origin: &'static Location<'static>,
+}
+
+/// What [`tape`] shows of one recorded op: which tensors it produced from which, and the line
+/// of `src/ops/` that recorded it (its forward, beside which its backward rule is written).
+#[derive(Clone, Debug)]
+pub struct TapeEntry {
+    /// Ids of the op's outputs.
+    pub outputs: Vec<TensorId>,
+    /// Ids of its inputs, each with whether it wants a gradient.
+    pub inputs: Vec<(TensorId, bool)>,
+    /// `file:line` of the code that recorded the node.
+    pub origin: String,
+}
+
+impl std::fmt::Display for TapeEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ids = |v: &mut dyn Iterator<Item = String>| v.collect::<Vec<_>>().join(", ");
+        write!(
+            f,
+            "{} <- ({})  recorded at {}",
+            ids(&mut self.outputs.iter().map(|t| t.to_string())),
+            ids(&mut self
+                .inputs
+                .iter()
+                .map(|(t, wants)| format!("{t}{}", if *wants { "" } else { " (no grad)" }))),
+            self.origin
+        )
+    }
 }
 
 thread_local! {
@@ -75,6 +106,20 @@ pub fn tape_len() -> usize {
     TAPE.with(|t| t.borrow().len())
 }
 
+/// The nodes on the tape, oldest first (what [`Tensor::backward`] will walk in reverse).
+pub fn tape() -> Vec<TapeEntry> {
+    TAPE.with(|t| {
+        t.borrow()
+            .iter()
+            .map(|n| TapeEntry {
+                outputs: n.outputs.clone(),
+                inputs: n.inputs.clone(),
+                origin: format!("{}:{}", n.origin.file(), n.origin.line()),
+            })
+            .collect()
+    })
+}
+
 /// Drops every recorded node (and the tensors they saved).
 pub fn clear_tape() {
     let nodes = TAPE.with(|t| std::mem::take(&mut *t.borrow_mut()));
@@ -82,7 +127,9 @@ pub fn clear_tape() {
 }
 
 /// Records `output = op(inputs)` with its backward rule, if any input requires grad
-/// and recording is on. Called by every differentiable op.
+/// and recording is on. Called by every differentiable op; the caller's location is kept
+/// (`#[track_caller]`) so that [`tape`] can say which op recorded each node.
+#[track_caller]
 pub(crate) fn record(output: &Tensor, inputs: &[&Tensor], backward: BackwardFn) {
     if !output.requires_grad() {
         return;
@@ -91,11 +138,13 @@ pub(crate) fn record(output: &Tensor, inputs: &[&Tensor], backward: BackwardFn) 
         outputs: vec![output.id()],
         inputs: inputs.iter().map(|t| (t.id(), t.requires_grad())).collect(),
         backward: Rule::Single(backward),
+        origin: Location::caller(),
     };
     TAPE.with(|t| t.borrow_mut().push(node));
 }
 
 /// Records an op with several outputs (all requiring grad together) and one backward rule.
+#[track_caller]
 pub(crate) fn record_multi(outputs: &[&Tensor], inputs: &[&Tensor], backward: MultiBackwardFn) {
     if !outputs.iter().all(|t| t.requires_grad()) {
         return;
@@ -104,6 +153,7 @@ pub(crate) fn record_multi(outputs: &[&Tensor], inputs: &[&Tensor], backward: Mu
         outputs: outputs.iter().map(|t| t.id()).collect(),
         inputs: inputs.iter().map(|t| (t.id(), t.requires_grad())).collect(),
         backward: Rule::Multi(backward),
+        origin: Location::caller(),
     };
     TAPE.with(|t| t.borrow_mut().push(node));
 }

@@ -4,15 +4,23 @@
 //! kernel a hand-written WGSL compute shader. A tour, bottom to top:
 //!
 //! 1. [`gpu`]: the adapter, device and queue; the pipeline cache; the buffer pool;
-//!    command batching (one submit per training step); the one async host read.
+//!    command batching (one submit per training step); the one async host read. It knows
+//!    neither ops nor kernels: it runs the kernel descriptions [`ops`] hands it.
 //! 2. `shaders/*.wgsl`: the kernels, each file opening with what it computes,
 //!    its bindings and its dispatch grid.
 //! 3. [`Tensor`]: a shape plus GPU storage; [`autograd`]: the tape that
 //!    [`Tensor::backward`] walks in reverse.
-//! 4. [`ops`]: the kernel table, and one file per op family, forward beside backward.
-//! 5. [`nn`] and [`optim`]: layers with PyTorch's layouts and initialisation; Adam.
-//! 6. [`models`]: the autoencoder and the VAE; [`train`]: their training loops.
+//! 4. [`ops`]: the kernel table (`ops/kernels.rs`), and one file per op family, forward
+//!    beside backward.
+//! 5. [`nn`] and [`optim`]: layers with PyTorch's layouts and initialisation, built and named
+//!    once through [`nn::Builder`]; Adam.
+//! 6. [`models`]: every model (autoencoder, VAEs, GANs, classifier, DB-VAE); [`infer`]: running
+//!    a model over many inputs in chunks; [`train`]: the one training skeleton
+//!    ([`train::fit`]) and each family's public step; [`eval`] and [`latent`]: likelihoods,
+//!    Frechet distance, outliers, traversals.
 //! 7. [`data`], [`viz`], [`checkpoint`]: MNIST, PNG grids, safetensors files.
+//!
+//! `examples/tour.rs` walks through the same layers in one run.
 
 #![warn(missing_docs)]
 

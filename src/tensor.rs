@@ -13,6 +13,12 @@ use crate::shape::Shape;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TensorId(u64);
 
+impl std::fmt::Display for TensorId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "t{}", self.0)
+    }
+}
+
 thread_local! {
     static NEXT_ID: Cell<u64> = const { Cell::new(1) };
 }
@@ -69,6 +75,7 @@ pub struct FillParams {
 impl Tensor {
     /// Wraps freshly written storage as a tensor, recording it on the tape if any
     /// input requires grad. Used by every op.
+    #[track_caller]
     pub(crate) fn from_op(
         gpu: &Gpu,
         storage: Storage,
@@ -84,6 +91,7 @@ impl Tensor {
 
     /// Like [`Tensor::from_op`], for backward rules that need the op's own output
     /// (sigmoid' = y (1 - y)): `make_backward` receives the output tensor.
+    #[track_caller]
     pub(crate) fn from_op_with(
         gpu: &Gpu,
         storage: Storage,
@@ -101,6 +109,7 @@ impl Tensor {
 
     /// Puts `value`, computed without recording by a composite op (conv2d), on the
     /// tape as the output of `inputs` with one backward rule for the whole op.
+    #[track_caller]
     pub(crate) fn record_op(
         value: &Tensor,
         inputs: &[&Tensor],
