@@ -35,21 +35,7 @@ pub enum Command {
     /// The debiasing experiment: plain classifier vs DB-VAE over several seeds, subgroup accuracies.
     Debias(DebiasArgs),
     /// Time every kernel family against the adapter's measured bandwidth and FMA ceilings.
-    Bench(BenchArgs),
-}
-
-/// Options of `deepgen bench`.
-#[derive(clap::Args, Debug)]
-pub struct BenchArgs {
-    /// Only the kernels whose name or shape contains this text.
-    #[arg(long)]
-    pub filter: Option<String>,
-    /// Fewer and smaller shapes, for a quick look.
-    #[arg(long)]
-    pub quick: bool,
-    /// Also write the figures as JSON to this file.
-    #[arg(long)]
-    pub json: Option<PathBuf>,
+    Bench(crate::workbench::Args),
 }
 
 /// The per-image scores of `deepgen outliers`.

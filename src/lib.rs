@@ -25,7 +25,6 @@
 #![warn(missing_docs)]
 
 pub mod autograd;
-pub mod bench;
 pub mod checkpoint;
 pub mod data;
 pub mod error;

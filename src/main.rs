@@ -1,13 +1,15 @@
 //! The `deepgen` binary: parses the command line and reports errors with context.
 
 mod cli;
+#[path = "../benches/workbench/mod.rs"]
+mod workbench;
 
 use anyhow::{Context, Result};
 use clap::Parser;
 
 use cli::{
-    BenchArgs, Cli, Command, DebiasArgs, EvalArgs, InterpolateArgs, OutlierArgs, SampleArgs,
-    ScoreArg, TrainArgs, TraverseArgs,
+    Cli, Command, DebiasArgs, EvalArgs, InterpolateArgs, OutlierArgs, SampleArgs, ScoreArg,
+    TrainArgs, TraverseArgs,
 };
 use deepgen::data::Mnist;
 use deepgen::eval::report::{EvalOptions, evaluate};
@@ -291,19 +293,9 @@ fn eval(args: EvalArgs) -> Result<()> {
     Ok(())
 }
 
-fn bench(args: BenchArgs) -> Result<()> {
-    let gpu = open_gpu()?;
-    let opts = deepgen::bench::SuiteOptions {
-        filter: args.filter,
-        quick: args.quick,
-    };
-    let report = deepgen::bench::run_suite(&gpu, &opts).context("benchmarking")?;
-    print!("{}", report.table());
-    if let Some(path) = &args.json {
-        deepgen::files::write_atomic(path, serde_json::to_string_pretty(&report)?.as_bytes())?;
-        println!("wrote {}", path.display());
-    }
-    Ok(())
+/// `deepgen bench`: the kernel workbench (benches/workbench/), shared with `cargo bench`.
+fn bench(args: workbench::Args) -> Result<()> {
+    workbench::run(&open_gpu()?, &args).context("benchmarking")
 }
 
 fn debias(args: DebiasArgs) -> Result<()> {

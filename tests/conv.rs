@@ -252,3 +252,77 @@ fn conv_transpose2d_backward() {
         );
     }
 }
+
+/// The direct weight-gradient reference, which the workbench checks its conv rows against,
+/// agrees with the engine's weight gradients: conv2d's, and conv_transpose2d's through the
+/// same function with the roles of x and dy swapped (a transposed convolution's input is the
+/// output side of a conv2d from its output).
+#[test]
+fn weight_gradients_match_the_direct_reference() {
+    for (i, (xs, [o, kh, kw], s, p, d)) in CASES.into_iter().enumerate() {
+        let c = xs[1];
+        let x = rand_vec(xs.iter().product(), 60 + i as u64, -1.0, 1.0);
+        let w = tensor(
+            &rand_vec(o * c * kh * kw, 70 + i as u64, -1.0, 1.0),
+            &[o, c, kh, kw],
+        )
+        .requires_grad_();
+        let y = conv2d(&tensor(&x, &xs), &w, None, options(s, p, d)).unwrap();
+        let dy = rand_vec(y.numel(), 80 + i as u64, -1.0, 1.0);
+        let grads = y
+            .mul(&tensor(&dy, y.dims()))
+            .unwrap()
+            .sum()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let want = ref_conv2d_backward_weight(&to_f64(&x), &to_f64(&dy), xs, [o, kh, kw], s, p, d);
+        assert_close(
+            &format!("conv2d case {i}: dweight"),
+            &grads.get(&w).unwrap().to_vec().unwrap(),
+            &want,
+            1e-4,
+            1e-4,
+        );
+    }
+    let cases: [TransposeCase; 3] = [
+        ([1, 3, 5, 5], [2, 3, 3], [1, 1], [1, 1], [1, 1], [0, 0]),
+        ([2, 3, 4, 3], [2, 4, 4], [2, 2], [1, 1], [1, 1], [0, 0]),
+        ([1, 2, 3, 4], [3, 3, 2], [2, 3], [1, 0], [1, 2], [1, 2]),
+    ];
+    for (i, (xs, [cout, kh, kw], s, p, d, op)) in cases.into_iter().enumerate() {
+        let cin = xs[1];
+        let x = rand_vec(xs.iter().product(), 90 + i as u64, -1.0, 1.0);
+        let w = tensor(
+            &rand_vec(cin * cout * kh * kw, 100 + i as u64, -1.0, 1.0),
+            &[cin, cout, kh, kw],
+        )
+        .requires_grad_();
+        let y = conv_transpose2d(&tensor(&x, &xs), &w, None, options(s, p, d), op).unwrap();
+        let ys: [usize; 4] = y.dims().try_into().unwrap();
+        let dy = rand_vec(y.numel(), 110 + i as u64, -1.0, 1.0);
+        let grads = y
+            .mul(&tensor(&dy, &ys))
+            .unwrap()
+            .sum()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let want = ref_conv2d_backward_weight(
+            &to_f64(&dy),
+            &to_f64(&x),
+            [ys[0], cout, ys[2], ys[3]],
+            [cin, kh, kw],
+            s,
+            p,
+            d,
+        );
+        assert_close(
+            &format!("conv_transpose2d case {i}: dweight"),
+            &grads.get(&w).unwrap().to_vec().unwrap(),
+            &want,
+            1e-4,
+            1e-4,
+        );
+    }
+}

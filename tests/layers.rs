@@ -6,36 +6,6 @@ use common::*;
 use deepgen::Tensor;
 use deepgen::ops::{batch_norm, softmax_cross_entropy};
 
-/// Training-mode batch norm in f64 over (outer, C, inner); returns y, mean, biased var.
-fn ref_batch_norm(
-    x: &[f64],
-    gamma: &[f64],
-    beta: &[f64],
-    outer: usize,
-    c: usize,
-    inner: usize,
-    eps: f64,
-) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
-    let m = (outer * inner) as f64;
-    let mut mean = vec![0.0; c];
-    let mut var = vec![0.0; c];
-    for ch in 0..c {
-        let vals: Vec<f64> = (0..outer)
-            .flat_map(|n| (0..inner).map(move |i| (n * c + ch) * inner + i))
-            .map(|k| x[k])
-            .collect();
-        mean[ch] = vals.iter().sum::<f64>() / m;
-        var[ch] = vals.iter().map(|v| (v - mean[ch]).powi(2)).sum::<f64>() / m;
-    }
-    let y = (0..x.len())
-        .map(|k| {
-            let ch = (k / inner) % c;
-            gamma[ch] * (x[k] - mean[ch]) / (var[ch] + eps).sqrt() + beta[ch]
-        })
-        .collect();
-    (y, mean, var)
-}
-
 #[test]
 fn batch_norm_matches_reference_and_updates_running_stats() {
     for dims in [
@@ -104,13 +74,16 @@ fn batch_norm_matches_reference_and_updates_running_stats() {
             1e-5,
         )
         .unwrap();
-        let want_eval: Vec<f64> = (0..x.len())
-            .map(|k| {
-                let ch = (k / inner) % c;
-                gamma[ch] as f64 * (x[k] as f64 - want_rm[ch]) / (want_rv[ch] + 1e-5).sqrt()
-                    + beta[ch] as f64
-            })
-            .collect();
+        let want_eval = ref_batch_norm_eval(
+            &to_f64(&x),
+            &to_f64(&gamma),
+            &to_f64(&beta),
+            &want_rm,
+            &want_rv,
+            c,
+            inner,
+            1e-5,
+        );
         assert_close(
             "batch_norm eval",
             &y_eval.to_vec().unwrap(),
@@ -137,7 +110,7 @@ fn batch_norm_backward() {
         for training in [true, false] {
             let rm = rand_vec(c, 11, -0.2, 0.2);
             let rv = rand_vec(c, 12, 0.5, 1.5);
-            let (rm2, rv2) = (rm.clone(), rv.clone());
+            let (rm2, rv2) = (to_f64(&rm), to_f64(&rv));
             let d1 = dims.clone();
             gradcheck(
                 &format!("batch_norm {dims:?} training={training}"),
@@ -155,14 +128,7 @@ fn batch_norm_backward() {
                     if training {
                         ref_batch_norm(&x[0], &x[1], &x[2], n, c, inner, 1e-5).0
                     } else {
-                        (0..x[0].len())
-                            .map(|k| {
-                                let ch = (k / inner) % c;
-                                x[1][ch] * (x[0][k] - rm2[ch] as f64)
-                                    / (rv2[ch] as f64 + 1e-5).sqrt()
-                                    + x[2][ch]
-                            })
-                            .collect()
+                        ref_batch_norm_eval(&x[0], &x[1], &x[2], &rm2, &rv2, c, inner, 1e-5)
                     }
                 },
                 2e-3,
@@ -212,18 +178,6 @@ fn dropout_masks_scale_and_backpropagate() {
     assert!(x.dropout(1.0).is_err());
 }
 
-fn ref_softmax_ce(x: &[f64], labels: &[f64], rows: usize) -> Vec<f64> {
-    let c = x.len() / rows;
-    (0..rows)
-        .map(|r| {
-            let row = &x[r * c..(r + 1) * c];
-            let m = row.iter().cloned().fold(f64::MIN, f64::max);
-            let lse = m + row.iter().map(|v| (v - m).exp()).sum::<f64>().ln();
-            lse - row[labels[r] as usize]
-        })
-        .collect()
-}
-
 #[test]
 fn softmax_cross_entropy_matches_reference() {
     for (b, c) in [(1usize, 1usize), (7, 10), (33, 7), (5, 1000)] {
@@ -233,7 +187,7 @@ fn softmax_cross_entropy_matches_reference() {
         assert_close(
             &format!("softmax_ce {b}x{c}"),
             &loss.to_vec().unwrap(),
-            &ref_softmax_ce(&to_f64(&x), &to_f64(&labels), b),
+            &ref_softmax_cross_entropy(&to_f64(&x), &to_f64(&labels), b),
             1e-5,
             1e-5,
         );
@@ -241,7 +195,7 @@ fn softmax_cross_entropy_matches_reference() {
             &format!("softmax_ce {b}x{c}"),
             &[input(x, &[b, c]), constant(labels, &[b])],
             |t| softmax_cross_entropy(&t[0], &t[1]),
-            |x| ref_softmax_ce(&x[0], &x[1], b),
+            |x| ref_softmax_cross_entropy(&x[0], &x[1], b),
             1e-3,
         );
     }

@@ -314,9 +314,7 @@ fn reparameterize_matches_reference() {
             &tensor(&eps, &[b, d]),
         )
         .unwrap();
-        let want: Vec<f64> = (0..b * d)
-            .map(|i| mu[i] as f64 + (lv[i] as f64 / 2.0).exp() * eps[i] as f64)
-            .collect();
+        let want = ref_reparameterize(&to_f64(&mu), &to_f64(&lv), &to_f64(&eps));
         assert_close(
             &format!("reparameterize {b}x{d}"),
             &z.to_vec().unwrap(),
@@ -337,7 +335,7 @@ fn kl_divergence_matches_reference() {
         assert_close(
             &format!("kl {b}x{d}"),
             &kl.to_vec().unwrap(),
-            &ref_kl(&to_f64(&mu), &to_f64(&lv), b),
+            &ref_kl_divergence(&to_f64(&mu), &to_f64(&lv), b),
             1e-5,
             1e-5,
         );
@@ -392,11 +390,7 @@ fn bce_with_logits_stays_finite_at_extreme_logits() {
     let grads = loss.sum().unwrap().backward().unwrap();
     let g = grads.get(&logits).unwrap().to_vec().unwrap();
     assert!(g.iter().all(|v| v.is_finite()), "{g:?}");
-    let want_g: Vec<f64> = x
-        .iter()
-        .zip(&t)
-        .map(|(&x, &t)| ref_sigmoid(x as f64) - t as f64)
-        .collect();
+    let want_g = ref_bce_with_logits_grad(&to_f64(&x), &to_f64(&t));
     assert_close("bce gradient extremes", &g, &want_g, 1e-6, 1e-6);
 }
 
@@ -431,46 +425,6 @@ fn fill_and_reshape() {
     assert!(t.reshape([4, 2]).is_err());
 }
 
-/// Host implementation of Philox-4x32-10 (Salmon et al. 2011) with the same
-/// counter/key layout and Box-Muller transform as `shaders/random.wgsl`.
-fn philox_normals(seed: u64, counter: u64, n: usize) -> Vec<f64> {
-    const M0: u64 = 0xD2511F53;
-    const M1: u64 = 0xCD9E8D57;
-    let mut out = Vec::new();
-    let mut t = 0u64;
-    while out.len() < n {
-        let ctr = counter + t;
-        let mut c = [ctr as u32, (ctr >> 32) as u32, 0u32, 0u32];
-        let mut k = [seed as u32, (seed >> 32) as u32];
-        for _ in 0..10 {
-            let p0 = M0 * c[0] as u64;
-            let p1 = M1 * c[2] as u64;
-            c = [
-                (p1 >> 32) as u32 ^ c[1] ^ k[0],
-                p1 as u32,
-                (p0 >> 32) as u32 ^ c[3] ^ k[1],
-                p0 as u32,
-            ];
-            k = [k[0].wrapping_add(0x9E3779B9), k[1].wrapping_add(0xBB67AE85)];
-        }
-        let unit = |x: u32| ((x >> 8) as f64 + 0.5) / 16777216.0;
-        let tau = std::f64::consts::TAU;
-        let (r0, r1) = (
-            (-2.0 * unit(c[0]).ln()).sqrt(),
-            (-2.0 * unit(c[2]).ln()).sqrt(),
-        );
-        out.extend([
-            r0 * (tau * unit(c[1])).cos(),
-            r0 * (tau * unit(c[1])).sin(),
-            r1 * (tau * unit(c[3])).cos(),
-            r1 * (tau * unit(c[3])).sin(),
-        ]);
-        t += 1;
-    }
-    out.truncate(n);
-    out
-}
-
 #[test]
 fn randn_matches_host_philox_and_is_seeded() {
     let gpu = gpu();
@@ -478,20 +432,8 @@ fn randn_matches_host_philox_and_is_seeded() {
     let a = Tensor::randn(&gpu, [7, 33]).unwrap().to_vec().unwrap();
     let b = Tensor::randn(&gpu, [5]).unwrap().to_vec().unwrap();
     // 231 values use 58 counters; the next call starts after them.
-    assert_close(
-        "randn vs Philox",
-        &a,
-        &philox_normals(1234, 0, 231),
-        1e-4,
-        1e-4,
-    );
-    assert_close(
-        "randn second call",
-        &b,
-        &philox_normals(1234, 58, 5),
-        1e-4,
-        1e-4,
-    );
+    assert_close("randn vs Philox", &a, &ref_randn(1234, 0, 231), 1e-4, 1e-4);
+    assert_close("randn second call", &b, &ref_randn(1234, 58, 5), 1e-4, 1e-4);
     gpu.manual_seed(1234);
     let again = Tensor::randn(&gpu, [7, 33]).unwrap().to_vec().unwrap();
     assert_eq!(a, again, "same seed, same numbers");
@@ -527,7 +469,12 @@ fn adam_matches_reference_update() {
         let p = Tensor::from_slice(&gpu, &p0, [n]).unwrap().requires_grad_();
         let mut opt = Adam::new(0.01);
         opt.weight_decay = 0.1;
-        let (b1, b2, eps, lr, wd) = (0.9f64, 0.999f64, 1e-8f64, 0.01f64, 0.1f64);
+        let config = AdamConfig {
+            lr: 0.01,
+            betas: (0.9, 0.999),
+            eps: 1e-8,
+            weight_decay: 0.1,
+        };
         let mut want = to_f64(&p0);
         let (mut m, mut v) = (vec![0.0; n], vec![0.0; n]);
         for step in 1..=3 {
@@ -536,14 +483,14 @@ fn adam_matches_reference_update() {
             let loss = p.mul(&tensor(&target, &[n])).unwrap().sum().unwrap();
             let grads = loss.backward().unwrap();
             opt.step(std::slice::from_ref(&p), &grads).unwrap();
-            for i in 0..n {
-                let g = target[i] as f64 + wd * want[i];
-                m[i] = b1 * m[i] + (1.0 - b1) * g;
-                v[i] = b2 * v[i] + (1.0 - b2) * g * g;
-                let mh = m[i] / (1.0 - b1.powi(step as i32));
-                let vh = v[i] / (1.0 - b2.powi(step as i32));
-                want[i] -= lr * mh / (vh.sqrt() + eps);
-            }
+            ref_adam_step(
+                &mut want,
+                &mut m,
+                &mut v,
+                &to_f64(&target),
+                step as i32,
+                config,
+            );
         }
         assert_close(
             &format!("adam n={n}"),

@@ -4,7 +4,9 @@
 //! exists, binds inputs (read) then outputs (read_write) then one uniform, in that order, and has
 //! its workgroup-size override set by the table's tuning; each
 //! uniform Params struct has the field names and offsets of its Rust twin; every op-code constant
-//! equals the Rust enum's code, and every code has its case in every switch on it.
+//! equals the Rust enum's code, and every code has its case in every switch on it. The
+//! workbench's probes (`probe.wgsl`, not engine kernels) parse and validate too, and no file in
+//! shaders/ escapes these checks.
 
 use std::mem::{offset_of, size_of};
 
@@ -163,6 +165,50 @@ fn parse(file: ShaderFile) -> (naga::Module, naga::valid::ModuleInfo) {
 fn every_shader_parses_and_validates() {
     for &file in ShaderFile::VARIANTS {
         parse(file);
+    }
+}
+
+/// The workbench's ceiling probes (benches/workbench/ceilings.rs). Not engine kernels, so not
+/// in the kernel table; checked here like every shader.
+const PROBE_WGSL: &str = include_str!("../shaders/probe.wgsl");
+
+#[test]
+fn probe_shader_parses_validates_and_has_the_workbench_entry_points() {
+    let module = naga::front::wgsl::parse_str(PROBE_WGSL).unwrap_or_else(|e| {
+        panic!(
+            "probe.wgsl does not parse:\n{}",
+            e.emit_to_string(PROBE_WGSL)
+        )
+    });
+    Validator::new(ValidationFlags::all(), Capabilities::all())
+        .validate(&module)
+        .unwrap_or_else(|e| panic!("probe.wgsl does not validate: {e:?}"));
+    for entry in ["copy_probe", "fma_probe"] {
+        assert!(
+            module.entry_points.iter().any(|e| e.name == entry),
+            "probe.wgsl lacks {entry}, which benches/workbench/ceilings.rs builds"
+        );
+    }
+    let head = header(PROBE_WGSL).to_lowercase();
+    assert!(head.starts_with("// probe.wgsl"), "{head}");
+    assert!(
+        head.contains("binding") && head.contains("dispatch grid"),
+        "{head}"
+    );
+}
+
+#[test]
+fn every_file_in_shaders_is_checked_here() {
+    let mut checked: Vec<&str> = ShaderFile::VARIANTS.iter().map(|f| f.name()).collect();
+    // Prepended to the op files (validated as part of them), and the workbench's probes.
+    checked.extend(["activation.wgsl", "probe.wgsl"]);
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/shaders");
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        assert!(
+            checked.contains(&name.as_str()),
+            "shaders/{name} is neither in the kernel table (ShaderFile) nor validated on its own"
+        );
     }
 }
 

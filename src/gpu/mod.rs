@@ -37,7 +37,6 @@ pub(crate) use buffer::Storage;
 pub use context::{ADAPTER_ENV, AdapterSummary, Capabilities};
 use pipeline::PipelineCache;
 pub use pipeline::{Bindings, KernelDesc};
-pub(crate) use readback::TimestampPair;
 pub use readback::block_on;
 use record::Batch;
 pub use record::{MAX_PARAMS_BYTES, Texture, grid_1d};

@@ -1,9 +1,9 @@
 //! Waiting for the GPU: the one async host read, GPU timestamps, and the one blocking wrapper.
 //!
 //! Everything here that waits is async ([`Gpu::read_async`], [`Gpu::synchronize_async`],
-//! [`Gpu::gpu_seconds_async`], [`TimestampPair::read_async`]): on the web nothing may block.
-//! Each has a blocking twin for native callers, and every one of those goes through
-//! [`block_on`], the crate's only blocking call.
+//! [`Gpu::gpu_seconds_async`]): on the web nothing may block. Each has a blocking twin for
+//! native callers, and every one of those goes through [`block_on`], the crate's only blocking
+//! call.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -138,7 +138,7 @@ impl Gpu {
     /// stream, submits, waits, and returns the GPU time between them in seconds; None where the
     /// adapter has no timestamp queries inside encoders (then `record` still runs and is
     /// submitted). Timestamps are written after all earlier commands complete, so the span
-    /// covers exactly the recorded work (used by `deepgen bench`).
+    /// covers exactly the recorded work (used by the workbench, `deepgen bench`).
     ///
     /// Errors: those of `record`; [`Error::Gpu`] if the timestamps cannot be read back.
     pub async fn gpu_seconds_async(
@@ -172,12 +172,12 @@ impl Gpu {
     }
 }
 
-/// A query set of two timestamps (0: start, 1: end), its resolve buffer and its readback buffer:
-/// shared by [`Gpu::gpu_seconds`] (timestamps written into the engine's command stream) and the
-/// benchmark's probes (timestamps written by compute passes).
-pub(crate) struct TimestampPair {
+/// A query set of two timestamps (0: start, 1: end), its resolve buffer and its readback buffer,
+/// for [`Gpu::gpu_seconds`] (timestamps written into the engine's command stream; the
+/// workbench's probes are recorded into that stream too, so this is the only timer).
+struct TimestampPair {
     /// The two timestamp queries.
-    pub(crate) set: wgpu::QuerySet,
+    set: wgpu::QuerySet,
     resolve: wgpu::Buffer,
     readback: wgpu::Buffer,
 }
@@ -185,7 +185,7 @@ pub(crate) struct TimestampPair {
 impl TimestampPair {
     /// Creates the query set and the two 16-byte buffers (the device must have
     /// `TIMESTAMP_QUERY`).
-    pub(crate) fn new(device: &wgpu::Device) -> TimestampPair {
+    fn new(device: &wgpu::Device) -> TimestampPair {
         let set = device.create_query_set(&wgpu::QuerySetDescriptor {
             label: Some("deepgen timestamps"),
             ty: wgpu::QueryType::Timestamp,
@@ -212,7 +212,7 @@ impl TimestampPair {
 
     /// Records the resolve of both queries and their copy into the readback buffer, after
     /// both timestamps have been written in `encoder`'s stream.
-    pub(crate) fn resolve(&self, encoder: &mut wgpu::CommandEncoder) {
+    fn resolve(&self, encoder: &mut wgpu::CommandEncoder) {
         encoder.resolve_query_set(&self.set, 0..2, &self.resolve, 0);
         encoder.copy_buffer_to_buffer(&self.resolve, 0, &self.readback, 0, 16);
     }
@@ -220,7 +220,7 @@ impl TimestampPair {
     /// Reads the two ticks back (once the submit that resolved them has been made).
     ///
     /// Errors: [`Error::Gpu`] if the device is lost or the buffer cannot be mapped.
-    pub(crate) async fn read_async(&self, gpu: &Gpu) -> Result<[u64; 2]> {
+    async fn read_async(&self, gpu: &Gpu) -> Result<[u64; 2]> {
         let bytes = gpu.map_read(&self.readback).await?;
         match bytemuck::pod_collect_to_vec::<u8, u64>(&bytes)[..] {
             [start, end] => Ok([start, end]),
@@ -229,10 +229,5 @@ impl TimestampPair {
                 bytes.len()
             ))),
         }
-    }
-
-    /// Blocking form of [`TimestampPair::read_async`].
-    pub(crate) fn read(&self, gpu: &Gpu) -> Result<[u64; 2]> {
-        block_on(self.read_async(gpu))
     }
 }

@@ -7,8 +7,8 @@
 //! 3. writes the kernel's `Params` into a slot of the per-submit uniform arena,
 //! 4. records the dispatch into the open compute pass of the shared command encoder.
 //!
-//! Copies (uploads, [`Gpu::copy`], and whatever an op records through [`Gpu::record`]) cannot
-//! go into a compute pass: they end it, and the next dispatch opens another.
+//! Copies (uploads, [`Gpu::copy`], and whatever an op or a tool records through [`Gpu::record`])
+//! cannot go into a compute pass: they end it, and the next dispatch opens another.
 
 use super::buffer::RawBuffer;
 use super::pipeline::KernelDesc;
@@ -90,9 +90,12 @@ impl Gpu {
         }
     }
 
-    /// Records the commands of `f` (copies: they cannot go into a compute pass) into the shared
-    /// encoder, in stream order after everything recorded so far. Ends the open compute pass.
-    pub(crate) fn record<R>(&self, f: impl FnOnce(&mut wgpu::CommandEncoder) -> R) -> R {
+    /// Records the commands of `f` into the shared encoder, in stream order after everything
+    /// recorded so far, and ends the open compute pass first (copies cannot go into one). The
+    /// ops record their copies here; tools outside the engine record raw wgpu work here (the
+    /// workbench's ceiling probes: a buffer copy and its own compute passes), so that it is
+    /// submitted, ordered and timed ([`Gpu::gpu_seconds`]) with the engine's own commands.
+    pub fn record<R>(&self, f: impl FnOnce(&mut wgpu::CommandEncoder) -> R) -> R {
         let mut batch = self.inner.batch.borrow_mut();
         f(batch.encoder(&self.inner.device))
     }

@@ -1,6 +1,14 @@
 //! Helpers shared by the integration tests: a GPU per test thread, seeded random
-//! inputs, f64 reference ops, tolerance checks and a finite-difference gradient checker.
+//! inputs, tolerance checks and a finite-difference gradient checker; and the f64 reference
+//! ops, which live in benches/workbench/reference.rs (the kernel workbench checks against the
+//! same ones) and are re-exported here.
 #![allow(dead_code)]
+
+#[path = "../../benches/workbench/reference.rs"]
+mod reference;
+// Not every test file uses a reference.
+#[allow(unused_imports)]
+pub use reference::*;
 
 use deepgen::ops::Activation;
 use deepgen::{Gpu, Result, Tensor};
@@ -93,59 +101,9 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f64], rtol: f64, atol: f64)
     }
 }
 
-// ---- f64 reference ops ---------------------------------------------------------
-
-/// C (m x n) = op(A) op(B) with A, B given in their stored layouts.
-pub fn ref_matmul(
-    a: &[f64],
-    b: &[f64],
-    m: usize,
-    k: usize,
-    n: usize,
-    trans_a: bool,
-    trans_b: bool,
-) -> Vec<f64> {
-    let mut c = vec![0.0; m * n];
-    for i in 0..m {
-        for j in 0..n {
-            let mut acc = 0.0;
-            for p in 0..k {
-                let av = if trans_a { a[p * m + i] } else { a[i * k + p] };
-                let bv = if trans_b { b[j * k + p] } else { b[p * n + j] };
-                acc += av * bv;
-            }
-            c[i * n + j] = acc;
-        }
-    }
-    c
-}
-
-pub fn ref_sigmoid(x: f64) -> f64 {
-    1.0 / (1.0 + (-x).exp())
-}
-
-/// The f64 reference of every activation (an exhaustive match: a new activation needs its
-/// formula here, and then every test that loops over [`activations`] checks it).
-pub fn ref_activation(act: Activation, x: f64) -> f64 {
-    match act {
-        Activation::Identity => x,
-        Activation::Relu => x.max(0.0),
-        Activation::LeakyRelu(slope) => {
-            if x > 0.0 {
-                x
-            } else {
-                slope as f64 * x
-            }
-        }
-        Activation::Sigmoid => ref_sigmoid(x),
-        Activation::Tanh => x.tanh(),
-        Activation::Exp => x.exp(),
-        Activation::Affine(alpha, beta) => alpha as f64 * x + beta as f64,
-    }
-}
-
 /// One instance of every activation, with the parameters the tests use (derived from the enum,
-/// so a new activation is tested as soon as it has a sample here and a reference above).
+/// so a new activation is tested as soon as it has a sample here and a formula in
+/// `ref_activation`).
 pub fn activations() -> Vec<Activation> {
     use deepgen::ops::ActivationKind as K;
     use strum::VariantArray;
@@ -161,60 +119,6 @@ pub fn activations() -> Vec<Activation> {
             K::Affine => Activation::Affine(-1.5, 0.25),
         })
         .collect()
-}
-
-/// Per-row sums of BCE with logits (stable form).
-pub fn ref_bce_with_logits(x: &[f64], t: &[f64], rows: usize) -> Vec<f64> {
-    let dim = x.len() / rows;
-    (0..rows)
-        .map(|r| {
-            (0..dim)
-                .map(|d| {
-                    let (xv, tv) = (x[r * dim + d], t[r * dim + d]);
-                    xv.max(0.0) - xv * tv + (1.0 + (-xv.abs()).exp()).ln()
-                })
-                .sum()
-        })
-        .collect()
-}
-
-pub fn ref_kl(mu: &[f64], logvar: &[f64], rows: usize) -> Vec<f64> {
-    let dim = mu.len() / rows;
-    (0..rows)
-        .map(|r| {
-            -0.5 * (0..dim)
-                .map(|d| {
-                    let (m, lv) = (mu[r * dim + d], logvar[r * dim + d]);
-                    1.0 + lv - m * m - lv.exp()
-                })
-                .sum::<f64>()
-        })
-        .collect()
-}
-
-pub fn ref_mse(x: &[f64], t: &[f64], rows: usize) -> Vec<f64> {
-    let dim = x.len() / rows;
-    (0..rows)
-        .map(|r| {
-            (0..dim)
-                .map(|d| (x[r * dim + d] - t[r * dim + d]).powi(2))
-                .sum::<f64>()
-                / dim as f64
-        })
-        .collect()
-}
-
-/// Sum over `axis` of a tensor viewed as (outer, len, inner).
-pub fn ref_reduce(x: &[f64], outer: usize, len: usize, inner: usize, scale: f64) -> Vec<f64> {
-    let mut y = vec![0.0; outer * inner];
-    for o in 0..outer {
-        for l in 0..len {
-            for i in 0..inner {
-                y[o * inner + i] += x[(o * len + l) * inner + i];
-            }
-        }
-    }
-    y.iter().map(|v| v * scale).collect()
 }
 
 // ---- gradient checking ---------------------------------------------------------
@@ -350,88 +254,3 @@ pub fn gradcheck(
 pub type BinaryOp = fn(&Tensor, &Tensor) -> Result<Tensor>;
 /// A binary f64 reference function.
 pub type Ref2 = fn(f64, f64) -> f64;
-
-/// Direct 2-D cross-correlation (NCHW) in f64: x (n, c, h, w), w (o, c, kh, kw).
-#[allow(clippy::too_many_arguments)]
-pub fn ref_conv2d(
-    x: &[f64],
-    wt: &[f64],
-    bias: Option<&[f64]>,
-    [n, c, h, w]: [usize; 4],
-    [o, kh, kw]: [usize; 3],
-    stride: [usize; 2],
-    pad: [usize; 2],
-    dil: [usize; 2],
-) -> (Vec<f64>, [usize; 2]) {
-    let oh = (h + 2 * pad[0] - dil[0] * (kh - 1) - 1) / stride[0] + 1;
-    let ow = (w + 2 * pad[1] - dil[1] * (kw - 1) - 1) / stride[1] + 1;
-    let mut y = vec![0.0; n * o * oh * ow];
-    for ni in 0..n {
-        for oi in 0..o {
-            for y0 in 0..oh {
-                for x0 in 0..ow {
-                    let mut acc = bias.map_or(0.0, |b| b[oi]);
-                    for ci in 0..c {
-                        for ky in 0..kh {
-                            for kx in 0..kw {
-                                let iy = (y0 * stride[0] + ky * dil[0]) as isize - pad[0] as isize;
-                                let ix = (x0 * stride[1] + kx * dil[1]) as isize - pad[1] as isize;
-                                if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w {
-                                    acc += x[((ni * c + ci) * h + iy as usize) * w + ix as usize]
-                                        * wt[((oi * c + ci) * kh + ky) * kw + kx];
-                                }
-                            }
-                        }
-                    }
-                    y[((ni * o + oi) * oh + y0) * ow + x0] = acc;
-                }
-            }
-        }
-    }
-    (y, [oh, ow])
-}
-
-/// Direct 2-D transposed convolution in f64: x (n, cin, h, w), w (cin, cout, kh, kw).
-#[allow(clippy::too_many_arguments)]
-pub fn ref_conv_transpose2d(
-    x: &[f64],
-    wt: &[f64],
-    bias: Option<&[f64]>,
-    [n, cin, h, w]: [usize; 4],
-    [cout, kh, kw]: [usize; 3],
-    stride: [usize; 2],
-    pad: [usize; 2],
-    dil: [usize; 2],
-    out_pad: [usize; 2],
-) -> (Vec<f64>, [usize; 2]) {
-    let oh = (h - 1) * stride[0] + dil[0] * (kh - 1) + out_pad[0] + 1 - 2 * pad[0];
-    let ow = (w - 1) * stride[1] + dil[1] * (kw - 1) + out_pad[1] + 1 - 2 * pad[1];
-    let mut y = vec![0.0; n * cout * oh * ow];
-    for ni in 0..n {
-        for co in 0..cout {
-            for v in y[(ni * cout + co) * oh * ow..(ni * cout + co + 1) * oh * ow].iter_mut() {
-                *v = bias.map_or(0.0, |b| b[co]);
-            }
-        }
-        for ci in 0..cin {
-            for iy in 0..h {
-                for ix in 0..w {
-                    let xv = x[((ni * cin + ci) * h + iy) * w + ix];
-                    for co in 0..cout {
-                        for ky in 0..kh {
-                            for kx in 0..kw {
-                                let y0 = (iy * stride[0] + ky * dil[0]) as isize - pad[0] as isize;
-                                let x0 = (ix * stride[1] + kx * dil[1]) as isize - pad[1] as isize;
-                                if y0 >= 0 && x0 >= 0 && (y0 as usize) < oh && (x0 as usize) < ow {
-                                    y[((ni * cout + co) * oh + y0 as usize) * ow + x0 as usize] +=
-                                        xv * wt[((ci * cout + co) * kh + ky) * kw + kx];
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-    (y, [oh, ow])
-}

@@ -1,0 +1,276 @@
+//! matmul: C (M x N) = op(A) op(B), K contracted; shapes are written M x K x N. Three entry
+//! points: `matmul` (A B: the layers' input gradients), `matmul_nt` (A B^T: the layers'
+//! forwards, weights stored (out, in)) and `matmul_tn` (A^T B: the weight gradients).
+//!
+//! Versions, numbered as the workbench numbers every matmul (v1, v3 and v4 are not written
+//! yet; the figures of their throwaway probes are in benches/NOTES.md). GFLOP/s on lavapipe (2
+//! cores, 8-lane subgroups), an FMA counts 2:
+//!
+//! | version | kernel | 1024^3 | 128x784x400 (the VAE's fc1) |
+//! | --- | --- | --- | --- |
+//! | v1 naive, one output per invocation | not written yet | | |
+//! | v2 register-blocked: a 4x4 block of C per invocation, storage buffers | `shaders/matmul.wgsl` (`MatmulPath::Generic`, every adapter) | 3.5 (5.8 quiet) | 3.7 |
+//! | v3 workgroup-tiled (`var<workgroup>` tiles) | not written yet | | |
+//! | v4 subgroup: A shared by `subgroupBroadcast` | not written yet | | |
+//! | v5 texture operands: v4's tiling reading A and B from rgba32float storage textures (rows layout with 64 B padding where the rows allow it, the epilogue an override constant) | `shaders/matmul_texture.wgsl` (`MatmulPath::Texture`, 8-lane subgroups) | NN 46.2, NT 60.5, TN 48.4 (docs/bench_lavapipe.json, commit f7f5e66) | NT 43.8 (NN 29.7, TN 29.5 at the VAE's backward shapes) |
+//!
+//! v2's figures are from benches/NOTES.md as of commit 10461e9 (its workgroup side has been a
+//! per-adapter override constant since 8f7b681). Measured again with this file (`--quick
+//! --matmul v2` between two `--matmul v5` runs), on a machine loaded 7-8x over its 2 cores
+//! (load average 13-16; v5 ran 5-8x below its quiet figures): at 1024^3 v2 NN 0.44, NT 0.61,
+//! TN 0.33 against v5's NN 7.8-8.4, NT 10.3-11.4, TN 6.2-6.6 (v5 17-20x faster); at
+//! 128x784x400 v2 NT 0.52, NN 0.58 against v5's 5.55 and 7.72 (11-13x).
+//!
+//! Cases: the square sizes in [`SQUARES`], each as NN, NT and TN; the models' products in
+//! [`MODELS`]; and (full suite only) the im2col products of every conv2d layer of conv.rs's
+//! table (`conv::products`: forward NT, input gradient NN, weight gradient TN), which split a
+//! conv row's time into its products and the rest (`--filter 25088x`, `--filter 6272x`).
+//! Every product is checked against the f64 reference on a subset of C's rows (every
+//! `stride`-th and the last, about [`CHECK_MACS`] multiply-adds) and timed beside
+//! `matrixmultiply::sgemm` on one CPU thread.
+//!
+//! Version switch: `deepgen bench --matmul v2` (or `v5`), `cargo bench -- --matmul v2`; in code
+//! `Gpu::set_matmul_path(MatmulPath::Generic)`; `DEEPGEN_MATMUL=generic` forces v2 for any
+//! program. The default is v5 where the adapter can run it (8-lane subgroups, read-only
+//! rgba32float storage textures), v2 elsewhere; the report's `matmul_path` says which ran.
+
+use deepgen::ops::MatmulPath;
+use deepgen::{Error, Gpu, Result};
+
+use super::reference::ref_matmul;
+use super::{Bench, Work, check, cpu_time, pick, to_f64};
+
+/// A matmul version the workbench can force (see the table above).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Version {
+    /// The register-blocked storage-buffer kernel, `shaders/matmul.wgsl`.
+    V2,
+    /// The texture-operand kernel, `shaders/matmul_texture.wgsl` (8-lane subgroups).
+    V5,
+}
+
+/// Makes the engine run `version` for every product.
+///
+/// Errors: [`Error::Invalid`] saying why, if the adapter cannot run it.
+pub fn select(gpu: &Gpu, version: Version) -> Result<()> {
+    let path = match version {
+        Version::V2 => MatmulPath::Generic,
+        Version::V5 => MatmulPath::Texture,
+    };
+    if gpu.set_matmul_path(path) {
+        return Ok(());
+    }
+    let why = path
+        .unsupported_reason(gpu.capabilities())
+        .unwrap_or_default();
+    Err(Error::Invalid(format!(
+        "matmul {version:?} ({path:?}) cannot run on this adapter: {why}"
+    )))
+}
+
+/// Which entry point.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Variant {
+    /// C = A B
+    NN,
+    /// C = A B^T
+    NT,
+    /// C = A^T B
+    TN,
+}
+
+impl Variant {
+    /// The op's name.
+    fn name(self) -> &'static str {
+        match self {
+            Variant::NN => "matmul",
+            Variant::NT => "matmul_nt",
+            Variant::TN => "matmul_tn",
+        }
+    }
+}
+
+/// One product: op(A) (M x K) times op(B) (K x N).
+#[derive(Clone, Copy, Debug)]
+pub struct Case {
+    pub variant: Variant,
+    pub m: usize,
+    pub k: usize,
+    pub n: usize,
+    /// Also in the `--quick` suite.
+    pub quick: bool,
+}
+
+const fn case(variant: Variant, m: usize, k: usize, n: usize, quick: bool) -> Case {
+    Case {
+        variant,
+        m,
+        k,
+        n,
+        quick,
+    }
+}
+
+/// Square sizes, each timed as NN, NT and TN, and whether `--quick` runs them.
+const SQUARES: [(usize, bool); 4] = [(256, true), (512, false), (1024, true), (2048, false)];
+
+/// The models' products.
+const MODELS: [Case; 9] = {
+    use Variant::*;
+    [
+        // The MLP VAE (batch 128, 784 -> 400 -> 20): layer forwards run matmul_nt, input
+        // gradients matmul, weight gradients matmul_tn.
+        case(NT, 128, 784, 400, true),
+        case(NT, 128, 400, 784, true),
+        case(NN, 128, 784, 400, true),
+        case(NN, 128, 400, 784, true),
+        case(TN, 400, 128, 784, true),
+        case(TN, 784, 128, 400, true),
+        case(NT, 128, 400, 20, true),
+        case(NT, 128, 20, 400, true),
+        // The conv VAE's fully connected layer 3136 -> 256.
+        case(NT, 128, 3136, 256, false),
+    ]
+};
+
+/// Multiply-adds the f64 check of one product may cost, about (its rows are subsampled).
+const CHECK_MACS: usize = 1 << 26;
+
+/// Every case of the suite, in the report's order.
+fn cases(quick: bool) -> Vec<Case> {
+    let mut cases: Vec<Case> = SQUARES
+        .iter()
+        .filter(|&&(_, in_quick)| in_quick || !quick)
+        .flat_map(|&(s, in_quick)| {
+            [Variant::NN, Variant::NT, Variant::TN].map(|v| case(v, s, s, s, in_quick))
+        })
+        .collect();
+    cases.extend(MODELS.iter().filter(|c| c.quick || !quick));
+    if !quick {
+        cases.extend(super::conv::products());
+    }
+    cases
+}
+
+/// Checks and times every case.
+pub fn run(bench: &mut Bench) -> Result<()> {
+    for case in cases(bench.quick) {
+        row(bench, case)?;
+    }
+    Ok(())
+}
+
+/// C = op(A) op(B) on one CPU thread, `matrixmultiply::sgemm` (a, b in their stored layouts).
+fn sgemm(variant: Variant, a: &[f32], b: &[f32], [m, k, n]: [usize; 3], c: &mut [f32]) {
+    assert!(a.len() == m * k && b.len() == k * n && c.len() == m * n);
+    // Strides of op(A) (M x K) and op(B) (K x N) in their stored layouts.
+    let (rsa, csa) = if variant == Variant::TN {
+        (1, m)
+    } else {
+        (k, 1)
+    };
+    let (rsb, csb) = if variant == Variant::NT {
+        (1, k)
+    } else {
+        (n, 1)
+    };
+    // SAFETY: a, b and c hold m*k, k*n and m*n floats (asserted above), and the strides address
+    // exactly those elements (op(A)[i][l] = a[i*rsa + l*csa] < m*k, likewise B and C); c does
+    // not alias a or b.
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            1.0,
+            a.as_ptr(),
+            rsa as isize,
+            csa as isize,
+            b.as_ptr(),
+            rsb as isize,
+            csb as isize,
+            0.0,
+            c.as_mut_ptr(),
+            n as isize,
+            1,
+        );
+    }
+}
+
+fn row(
+    bench: &mut Bench,
+    Case {
+        variant, m, k, n, ..
+    }: Case,
+) -> Result<()> {
+    let kernel = variant.name();
+    let shape = format!("{m}x{k}x{n}");
+    if !bench.wants(kernel, &shape) {
+        return Ok(());
+    }
+    let a_dims = if variant == Variant::TN {
+        [k, m]
+    } else {
+        [m, k]
+    };
+    let b_dims = if variant == Variant::NT {
+        [n, k]
+    } else {
+        [k, n]
+    };
+    let (a, ta) = bench.tensor(&a_dims, -1.0, 1.0)?;
+    let (b, tb) = bench.tensor(&b_dims, -1.0, 1.0)?;
+    let op = || match variant {
+        Variant::NN => ta.matmul(&tb),
+        Variant::NT => ta.matmul_nt(&tb),
+        Variant::TN => ta.matmul_tn(&tb),
+    };
+    // The check: rows `rows` of C against the f64 reference, from the same rows of op(A).
+    let stride = (m * k * n / CHECK_MACS).max(1);
+    let mut rows: Vec<usize> = (0..m).step_by(stride).collect();
+    if rows.last() != Some(&(m - 1)) {
+        rows.push(m - 1);
+    }
+    let a_ref = &a;
+    let a_rows: Vec<f64> = rows
+        .iter()
+        .flat_map(|&i| {
+            (0..k).map(move |p| match variant {
+                Variant::TN => a_ref[p * m + i],
+                _ => a_ref[i * k + p],
+            })
+        })
+        .map(f64::from)
+        .collect();
+    let want = ref_matmul(
+        &a_rows,
+        &to_f64(&b),
+        rows.len(),
+        k,
+        n,
+        false,
+        variant == Variant::NT,
+    );
+    let got = {
+        let _no_grad = deepgen::no_grad();
+        op()?.to_vec()?
+    };
+    check(kernel, &shape, "product", &pick(&got, &rows, n), &want)?;
+    let (seconds, timing) = bench.inference_seconds(op)?;
+    let mut c = vec![0.0f32; m * n];
+    let cpu_seconds = cpu_time(bench.plan, || sgemm(variant, &a, &b, [m, k, n], &mut c));
+    let flops = 2.0 * (m * k * n) as f64;
+    let work = Work {
+        flops,
+        bytes: 4.0 * (m * k + k * n + m * n) as f64,
+    };
+    bench.push(
+        kernel,
+        &shape,
+        seconds,
+        work,
+        timing,
+        Some(flops / cpu_seconds / 1e9),
+    );
+    Ok(())
+}
