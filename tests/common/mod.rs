@@ -141,6 +141,7 @@ pub fn ref_activation(act: Activation, x: f64) -> f64 {
         Activation::Tanh => x.tanh(),
         Activation::Exp => x.exp(),
         Activation::Affine(alpha, beta) => alpha as f64 * x + beta as f64,
+        Activation::Sqrt => x.max(0.0).sqrt(),
     }
 }
 
@@ -159,6 +160,7 @@ pub fn activations() -> Vec<Activation> {
             K::Tanh => Activation::Tanh,
             K::Exp => Activation::Exp,
             K::Affine => Activation::Affine(-1.5, 0.25),
+            K::Sqrt => Activation::Sqrt,
         })
         .collect()
 }
