@@ -5,7 +5,7 @@ mod common;
 use common::*;
 use deepgen::Tensor;
 use deepgen::autograd::{clear_tape, grad, tape_len};
-use deepgen::models::{Adversarial, Dcgan, MlpConfig, MlpGan, Vae};
+use deepgen::models::{Adversarial, Dcgan, MlpConfig, MlpGan, Vae, WganArch, WganGp};
 use deepgen::nn::Module;
 use deepgen::optim::Adam;
 use deepgen::train::Optimizer;
@@ -277,4 +277,122 @@ fn hvp_matmul_all_layouts() {
             TOL,
         );
     }
+}
+
+// ---- The gradient penalty through the real critics -----------------------------------------
+
+/// The gradient penalty `mean (||grad_x D(x)|| - 1)^2` of `model`'s critic at `x`, and the
+/// gradient norms, computed with `create_graph` so that the penalty can be backpropagated.
+fn penalty(model: &WganGp, x: &Tensor, create_graph: bool) -> (Tensor, Tensor) {
+    let d = model.critic(x).unwrap();
+    let g = grad(&[&d], &[x], create_graph)
+        .unwrap()
+        .pop()
+        .flatten()
+        .unwrap();
+    let norm = g.mul(&g).unwrap().sum_axis(1).unwrap().sqrt().unwrap();
+    let gap = norm.affine(1.0, -1.0).unwrap();
+    (gap.mul(&gap).unwrap().mean().unwrap(), norm)
+}
+
+#[test]
+fn gradient_penalty_gradient_matches_finite_differences_through_both_critics() {
+    let gpu = gpu();
+    for arch in [WganArch::Mlp, WganArch::Conv] {
+        clear_tape();
+        let model = WganGp::new(&gpu, arch, 8, &mut rand::rngs::StdRng::seed_from_u64(1)).unwrap();
+        // Larger weights than the init, so that the norms are far from 0 and the leaky units mix.
+        let params = model.critic_parameters();
+        for (i, (_, p)) in params.iter().enumerate() {
+            let scale = if arch == WganArch::Conv { 8.0 } else { 2.0 };
+            let v: Vec<f32> = p.to_vec().unwrap().iter().map(|x| x * scale).collect();
+            p.copy_from(&tensor(&v, p.dims())).unwrap();
+            let _ = i;
+        }
+        let b = 3;
+        let x = tensor(&rand_vec(b * 784, 5, -1.0, 1.0), &[b, 784]).requires_grad_();
+        let (gp, norm) = penalty(&model, &x, true);
+        let grads = gp.backward().unwrap();
+        clear_tape();
+        // Directional derivative along a random direction in every critic parameter.
+        let dirs: Vec<Vec<f32>> = params
+            .iter()
+            .enumerate()
+            .map(|(i, (name, p))| {
+                if std::env::var("ALLDIR").is_ok()
+                    || name.ends_with("fc3.weight")
+                    || name == "critic.fc.weight"
+                {
+                    rand_vec(p.numel(), 40 + i as u64, -1.0, 1.0)
+                } else {
+                    vec![0.0; p.numel()]
+                }
+            })
+            .collect();
+        let analytic: f64 = params
+            .iter()
+            .zip(&dirs)
+            .map(|((_, p), d)| {
+                // None: the penalty does not depend on it (a first layer's bias moves a
+                // piecewise-linear critic's input gradient only through its kinks).
+                grads.get(p).map_or(0.0, |g| {
+                    g.to_vec()
+                        .unwrap()
+                        .iter()
+                        .zip(d)
+                        .map(|(a, b)| *a as f64 * *b as f64)
+                        .sum::<f64>()
+                })
+            })
+            .sum();
+        let originals: Vec<Vec<f32>> = params.iter().map(|(_, p)| p.to_vec().unwrap()).collect();
+        let at = |t: f32| -> f64 {
+            for (((_, p), o), d) in params.iter().zip(&originals).zip(&dirs) {
+                let v: Vec<f32> = o.iter().zip(d).map(|(a, b)| a + t * b).collect();
+                p.copy_from(&tensor(&v, p.dims())).unwrap();
+            }
+            let value = penalty(&model, &x, false).0.item().unwrap() as f64;
+            clear_tape();
+            value
+        };
+        let errors: Vec<f64> = [1e-2f32, 3e-3, 1e-3]
+            .iter()
+            .map(|&h| {
+                let fd = (at(h) - at(-h)) / (2.0 * h as f64);
+                (fd - analytic).abs() / analytic.abs().max(1e-6)
+            })
+            .collect();
+        at(0.0);
+        let best = errors.iter().copied().fold(f64::INFINITY, f64::min);
+        eprintln!(
+            "gradient penalty {arch:?}: norms {:?}, d penalty along v {analytic:.5e}, relative errors vs GPU FD {errors:?}",
+            norm.to_vec().unwrap()
+        );
+        assert!(best <= 1e-2, "{arch:?}: penalty gradient off by {best:.3e}");
+    }
+}
+
+#[test]
+fn a_critic_step_leaves_the_tape_empty() {
+    use deepgen::train::wgan::critic_step;
+    let gpu = gpu();
+    clear_tape();
+    let model = WganGp::new(
+        &gpu,
+        WganArch::Mlp,
+        8,
+        &mut rand::rngs::StdRng::seed_from_u64(2),
+    )
+    .unwrap();
+    let params = model
+        .critic_parameters()
+        .into_iter()
+        .map(|(_, t)| t)
+        .collect();
+    let mut critic = Optimizer::new(Adam::new(1e-4), params);
+    let x = tensor(&rand_vec(4 * 784, 6, 0.0, 1.0), &[4, 784]);
+    let eps = tensor(&rand_vec(4 * 784, 7, 0.0, 1.0), &[4, 784]);
+    let out = critic_step(&model, &mut critic, &x, &eps, 10.0).unwrap();
+    assert_eq!(tape_len(), 0, "the critic step left nodes on the tape");
+    assert!(out.penalty.item().unwrap() > 0.0);
 }
