@@ -389,7 +389,7 @@ impl Tensor {
 /// [`release_since`] when done, to drop what the final backward did not reach.
 ///
 /// Errors: [`Error::Invalid`] if an output does not require grad, or if `create_graph` reaches
-/// an op whose backward is not differentiable ([`first_order_only`]); kernel errors.
+/// an op whose backward is not differentiable (the fused losses, the VAE kernels, batch norm); kernel errors.
 pub fn grad(
     outputs: &[&Tensor],
     inputs: &[&Tensor],
