@@ -10,7 +10,9 @@
 // code the host never sends, yields NaN rather than a real function.
 //
 // To add an activation: its variant in `Activation`, a case in act_forward, a case in
-// act_derivative (and its Tensor method). README "Adding an op" lists the tests.
+// act_derivative (and its Tensor method), and its line in `Activation::derivative_in_y`
+// (src/ops/elementwise.rs: the derivative of act_derivative with respect to y, in recorded
+// ops: the second-order rule). README "Adding an op" lists the tests.
 
 // A quiet NaN in every lane: the result of an unknown op code.
 fn act_nan() -> vec4<f32> {
@@ -34,6 +36,8 @@ fn act_forward(code: u32, x: vec4<f32>, alpha: f32, beta: f32) -> vec4<f32> {
         case ACT_TANH: { return tanh(x); }
         case ACT_EXP: { return exp(x); }
         case ACT_AFFINE: { return alpha * x + beta; }
+        // NOTE: sqrt of the positive part: 0 below 0 (where a plain sqrt is NaN).
+        case ACT_SQRT: { return sqrt(max(x, vec4<f32>(0.0))); }
         default: { return act_nan(); }
     }
 }
@@ -54,6 +58,8 @@ fn act_derivative(code: u32, x: vec4<f32>, y: vec4<f32>, alpha: f32) -> vec4<f32
         case ACT_TANH: { return 1.0 - y * y; }
         case ACT_EXP: { return y; }
         case ACT_AFFINE: { return vec4<f32>(alpha); }
+        // NOTE: 1 / (2 sqrt(x)) is infinite at 0 and taken as 0 below it (y = 0 there).
+        case ACT_SQRT: { return select(vec4<f32>(0.0), 0.5 / y, positive); }
         default: { return act_nan(); }
     }
 }

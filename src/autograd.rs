@@ -13,21 +13,36 @@
 //! consumed; nodes the loss does not reach stay on the tape, so a generator's
 //! forward pass can be reused by a second loss (the GAN pattern).
 //!
+//! Higher order: [`grad`] with `create_graph` (PyTorch's `torch.autograd.grad(outputs,
+//! inputs, create_graph=True)`) runs the same walk with recording *on*, so every tensor a rule
+//! computes is itself an op on the tape, and the gradients it returns can be differentiated
+//! again (a gradient penalty, a Hessian-vector product). The rules are `Fn`, called by
+//! reference: the walked nodes stay on the tape, because the second backward must pass through
+//! the forward activations the rules saved. Each rule either computes in recorded ops when
+//! recording is on (matmul, linear, conv2d, the activations, sums, the element-wise
+//! arithmetic) or refuses with an error (the fused loss and VAE kernels, batch norm), so a
+//! second derivative is never silently missing. The first-order path, [`Tensor::backward`],
+//! runs with recording off and dispatches exactly the kernels it did before.
+//!
 //! The tape is thread-local, like PyTorch's grad mode; the engine uses one thread.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::panic::Location;
 
 use crate::error::{Error, Result};
 use crate::tensor::{Tensor, TensorId};
 
-/// A backward rule: from `dy` (shaped like the output) to one optional gradient per input.
-pub type BackwardFn = Box<dyn FnOnce(&Tensor) -> Result<Vec<Option<Tensor>>>>;
+/// A backward rule: from `dy` (shaped like the output) and `wanted` (one flag per input: whether
+/// its gradient is needed) to one optional gradient per input. A rule may skip the work for an
+/// input that is not wanted (returning None); it may be called more than once (with recording
+/// on, by [`grad`] with `create_graph`, its results are recorded ops).
+pub type BackwardFn = Box<dyn Fn(&Tensor, &[bool]) -> Result<Vec<Option<Tensor>>>>;
 
 /// The backward rule of an op with several outputs (a fused kernel): it receives one optional
-/// gradient per output (None where the loss does not depend on that output).
-pub type MultiBackwardFn = Box<dyn FnOnce(&[Option<Tensor>]) -> Result<Vec<Option<Tensor>>>>;
+/// gradient per output (None where the loss does not depend on that output) and the flags of
+/// [`BackwardFn`].
+pub type MultiBackwardFn = Box<dyn Fn(&[Option<Tensor>], &[bool]) -> Result<Vec<Option<Tensor>>>>;
 
 enum Rule {
     Single(BackwardFn),
@@ -182,9 +197,148 @@ impl Gradients {
     }
 }
 
+/// Refuses, inside a backward rule, to run while recording: for the rules whose kernels have no
+/// backward of their own (the fused losses, the VAE kernels, batch norm). [`grad`] with
+/// `create_graph` reaching such an op returns this error instead of a gradient that would
+/// silently lack its second-order terms.
+///
+/// Errors: [`Error::Invalid`] naming `op` when recording is on.
+pub(crate) fn first_order_only(op: &str) -> Result<()> {
+    if is_grad_enabled() {
+        return Err(Error::Invalid(format!(
+            "{op}: its backward is not differentiable (no second derivative); \
+             grad(.., create_graph = true) cannot pass through it"
+        )));
+    }
+    Ok(())
+}
+
+/// A point on the tape: the nodes recorded after it produce tensors newer than it. See
+/// [`release_since`].
+#[derive(Clone, Copy, Debug)]
+pub struct TapeMark(TensorId);
+
+/// Marks the tape now (nothing is recorded).
+pub fn tape_mark() -> TapeMark {
+    TapeMark(crate::tensor::next_tensor_id())
+}
+
+/// Drops the nodes recorded since `mark` that are still on the tape, with the tensors they
+/// saved: what a loss's backward did not reach. A gradient penalty needs this: the critic's
+/// forward at the interpolates is reached by the penalty only through its gradient, so the
+/// loss's backward leaves that forward's nodes (and [`grad`]'s unreached ones) behind.
+/// Nodes recorded before the mark are kept.
+pub fn release_since(mark: TapeMark) {
+    let dropped: Vec<Node> = TAPE.with(|t| {
+        let mut tape = t.borrow_mut();
+        let (old, new): (Vec<Node>, Vec<Node>) = std::mem::take(&mut *tape)
+            .into_iter()
+            .partition(|n| n.outputs.iter().any(|id| *id < mark.0));
+        *tape = old;
+        new
+    });
+    drop(dropped);
+}
+
+/// Which gradients a walk computes.
+enum Wanted<'a> {
+    /// Every tensor that requires grad (the leaves' gradients are kept): [`Tensor::backward`].
+    All,
+    /// Only the inputs whose value depends on one of these tensors: [`grad`].
+    Reaching(&'a HashSet<TensorId>),
+}
+
+/// The reverse walk shared by [`Tensor::backward`] and [`grad`]: seeds `seeds` (tensor id, dy),
+/// walks `nodes` from the end, calls each reached node's rule for the inputs `wanted` and
+/// accumulates their gradients. Keeps the gradients of the ids in `keep` when their node runs
+/// (the requested inputs of [`grad`] may be intermediate tensors). Returns the gradient map
+/// and, per node, whether it was reached (its rule ran).
+fn walk(
+    nodes: &[Node],
+    seeds: Vec<(TensorId, Tensor)>,
+    wanted: Wanted,
+    keep: &HashSet<TensorId>,
+) -> Result<(HashMap<TensorId, Tensor>, Vec<bool>)> {
+    let mut grads: HashMap<TensorId, Tensor> = HashMap::new();
+    for (id, g) in seeds {
+        let sum = match grads.remove(&id) {
+            Some(previous) => previous.add(&g)?,
+            None => g,
+        };
+        grads.insert(id, sum);
+    }
+    let mut reached = vec![false; nodes.len()];
+    for (index, node) in nodes.iter().enumerate().rev() {
+        if !node.outputs.iter().any(|id| grads.contains_key(id)) {
+            continue;
+        }
+        let flags: Vec<bool> = node
+            .inputs
+            .iter()
+            .map(|(id, wants)| {
+                *wants
+                    && match wanted {
+                        Wanted::All => true,
+                        Wanted::Reaching(set) => set.contains(id),
+                    }
+            })
+            .collect();
+        if !flags.contains(&true) {
+            continue;
+        }
+        reached[index] = true;
+        let output_grads: Vec<Option<Tensor>> = node
+            .outputs
+            .iter()
+            .map(|id| {
+                if keep.contains(id) {
+                    grads.get(id).cloned()
+                } else {
+                    grads.remove(id)
+                }
+            })
+            .collect();
+        let input_grads = match &node.backward {
+            Rule::Single(rule) => rule(
+                output_grads[0].as_ref().expect("one output, reached"),
+                &flags,
+            )?,
+            Rule::Multi(rule) => rule(&output_grads, &flags)?,
+        };
+        debug_assert_eq!(input_grads.len(), node.inputs.len());
+        for (((id, _), wants), dx) in node.inputs.iter().zip(&flags).zip(input_grads) {
+            let (true, Some(dx)) = (*wants, dx) else {
+                continue;
+            };
+            let sum = match grads.remove(id) {
+                Some(previous) => previous.add(&dx)?,
+                None => dx,
+            };
+            grads.insert(*id, sum);
+        }
+    }
+    Ok((grads, reached))
+}
+
+/// Puts back the nodes a consuming walk did not reach, before any recorded since.
+fn restore_unreached(nodes: Vec<Node>, reached: &[bool]) {
+    let mut unreached: Vec<Node> = nodes
+        .into_iter()
+        .zip(reached)
+        .filter(|(_, r)| !**r)
+        .map(|(n, _)| n)
+        .collect();
+    TAPE.with(|t| {
+        let mut tape = t.borrow_mut();
+        unreached.append(&mut tape);
+        *tape = unreached;
+    });
+}
+
 impl Tensor {
     /// Backpropagates from this scalar loss: returns d(loss)/d(t) for every leaf
-    /// tensor `t` that requires grad and that the loss depends on.
+    /// tensor `t` that requires grad and that the loss depends on. First order: the rules run
+    /// with recording off (the gradients are plain tensors) and the nodes they walk are consumed.
     ///
     /// Errors: [`Error::Invalid`] if the tensor is not a scalar (one element) or
     /// does not depend on anything that requires grad; errors of the backward kernels.
@@ -203,39 +357,85 @@ impl Tensor {
             ));
         }
         let _no_grad = no_grad();
-        let mut grads: HashMap<TensorId, Tensor> = HashMap::new();
-        grads.insert(self.id(), Tensor::full(self.gpu(), self.shape(), 1.0)?);
+        let seed = Tensor::full(self.gpu(), self.shape(), 1.0)?;
         let nodes = TAPE.with(|t| std::mem::take(&mut *t.borrow_mut()));
-        let mut unreached = Vec::new();
-        for node in nodes.into_iter().rev() {
-            let output_grads: Vec<Option<Tensor>> =
-                node.outputs.iter().map(|id| grads.remove(id)).collect();
-            if output_grads.iter().all(Option::is_none) {
-                unreached.push(node);
-                continue;
-            }
-            let input_grads = match node.backward {
-                Rule::Single(rule) => rule(output_grads[0].as_ref().expect("one output, reached"))?,
-                Rule::Multi(rule) => rule(&output_grads)?,
-            };
-            debug_assert_eq!(input_grads.len(), node.inputs.len());
-            for ((id, wants), dx) in node.inputs.iter().zip(input_grads) {
-                let (true, Some(dx)) = (*wants, dx) else {
-                    continue;
-                };
-                let sum = match grads.remove(id) {
-                    Some(previous) => previous.add(&dx)?,
-                    None => dx,
-                };
-                grads.insert(*id, sum);
-            }
+        let result = walk(
+            &nodes,
+            vec![(self.id(), seed)],
+            Wanted::All,
+            &HashSet::new(),
+        );
+        let reached = match &result {
+            Ok((_, reached)) => reached.clone(),
+            Err(_) => vec![false; nodes.len()],
+        };
+        restore_unreached(nodes, &reached);
+        Ok(Gradients { map: result?.0 })
+    }
+}
+
+/// Gradients of `outputs` with respect to `inputs` (PyTorch's `torch.autograd.grad(outputs,
+/// inputs, grad_outputs=ones, create_graph)`): one entry per input, d(sum of all elements of
+/// all outputs)/d(input), shaped like the input, or None if the outputs do not depend on it.
+/// Each output is seeded with ones, so a `(B, 1)` critic output gives the per-sample gradients
+/// of a batch at once. Only the gradients on a path to `inputs` are computed. `inputs` may be
+/// leaves or intermediate tensors.
+///
+/// With `create_graph` false this is [`Tensor::backward`] restricted to `inputs`: recording
+/// off, the reached nodes consumed. With `create_graph` true the rules run with recording on:
+/// the returned gradients require grad wherever they depend on a tensor that does, the nodes
+/// walked stay on the tape (a later backward passes through them to the forward activations
+/// they saved), and the nodes of the gradient computation are appended after them. Call
+/// [`release_since`] when done, to drop what the final backward did not reach.
+///
+/// Errors: [`Error::Invalid`] if an output does not require grad, or if `create_graph` reaches
+/// an op whose backward is not differentiable (the fused losses, the VAE kernels, batch norm); kernel errors.
+pub fn grad(
+    outputs: &[&Tensor],
+    inputs: &[&Tensor],
+    create_graph: bool,
+) -> Result<Vec<Option<Tensor>>> {
+    if let Some(o) = outputs.iter().find(|o| !o.requires_grad()) {
+        return Err(Error::Invalid(format!(
+            "grad: output {} of shape {} does not depend on any tensor that requires grad",
+            o.id(),
+            o.shape()
+        )));
+    }
+    let requested: HashSet<TensorId> = inputs.iter().map(|t| t.id()).collect();
+    let nodes = TAPE.with(|t| std::mem::take(&mut *t.borrow_mut()));
+    // The tensors whose value depends on a requested input: the inputs, then each node's
+    // outputs if one of its inputs is in the set (the tape is in execution order).
+    let mut reaching = requested.clone();
+    for node in &nodes {
+        if node.inputs.iter().any(|(id, _)| reaching.contains(id)) {
+            reaching.extend(node.outputs.iter().copied());
         }
-        unreached.reverse();
+    }
+    let previous = GRAD_ENABLED.with(|g| g.replace(create_graph));
+    let result = (|| {
+        let seeds = outputs
+            .iter()
+            .map(|o| Ok((o.id(), Tensor::full(o.gpu(), o.shape().clone(), 1.0)?)))
+            .collect::<Result<Vec<_>>>()?;
+        walk(&nodes, seeds, Wanted::Reaching(&reaching), &requested)
+    })();
+    GRAD_ENABLED.with(|g| g.set(previous));
+    if create_graph {
+        // Every node stays; the gradient computation's own nodes follow them.
         TAPE.with(|t| {
             let mut tape = t.borrow_mut();
-            unreached.append(&mut tape);
-            *tape = unreached;
+            let mut all = nodes;
+            all.append(&mut tape);
+            *tape = all;
         });
-        Ok(Gradients { map: grads })
+    } else {
+        let reached = match &result {
+            Ok((_, reached)) => reached.clone(),
+            Err(_) => vec![false; nodes.len()],
+        };
+        restore_unreached(nodes, &reached);
     }
+    let (grads, _) = result?;
+    Ok(inputs.iter().map(|t| grads.get(&t.id()).cloned()).collect())
 }

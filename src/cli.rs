@@ -132,6 +132,18 @@ pub struct TrainArgs {
     /// dbvae: fraction of the odd training digits drawn inverted (the rare attribute).
     #[arg(long, default_value_t = 0.015, value_parser = fraction)]
     pub rare_fraction: f64,
+    /// wgan-gp: the generator's and critic's architecture.
+    #[arg(long, value_enum, default_value_t = ArchArg::Conv)]
+    pub arch: ArchArg,
+}
+
+/// The WGAN-GP architectures of `deepgen train wgan-gp --arch`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ArchArg {
+    /// DCGAN-sized convolutional generator and critic.
+    Conv,
+    /// Fully connected generator and critic (the MLP GAN's sizes).
+    Mlp,
 }
 
 fn fraction(s: &str) -> Result<f64, String> {

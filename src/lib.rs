@@ -37,6 +37,7 @@ pub mod models;
 pub mod nn;
 pub mod ops;
 pub mod optim;
+pub mod plot;
 pub mod shape;
 pub mod tensor;
 pub mod train;

@@ -21,7 +21,7 @@ use deepgen::train::dbvae::{DebiasConfig, train_dbvae};
 use deepgen::train::debias::{DebiasExperiment, run_debias};
 use deepgen::train::{
     TrainConfig, train_autoencoder, train_classifier, train_conv_vae, train_dcgan, train_gan,
-    train_vae,
+    train_vae, train_wgan_gp,
 };
 use deepgen::viz::grid_cols;
 use deepgen::{Gpu, checkpoint, viz};
@@ -122,6 +122,13 @@ fn train(args: TrainArgs) -> Result<()> {
         ModelKind::Gan => train_gan(&gpu, &cfg).map(|_| ()),
         ModelKind::Dcgan => train_dcgan(&gpu, &cfg).map(|_| ()),
         ModelKind::Classifier => train_classifier(&gpu, &cfg).map(|_| ()),
+        ModelKind::WganGp => {
+            let arch = match args.arch {
+                cli::ArchArg::Conv => deepgen::models::WganArch::Conv,
+                cli::ArchArg::Mlp => deepgen::models::WganArch::Mlp,
+            };
+            train_wgan_gp(&gpu, &cfg, arch).map(|_| ())
+        }
         ModelKind::DbVae => {
             let dcfg = DebiasConfig {
                 debias: !args.plain,

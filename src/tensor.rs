@@ -23,6 +23,11 @@ thread_local! {
     static NEXT_ID: Cell<u64> = const { Cell::new(1) };
 }
 
+/// The id the next tensor will get (for [`autograd::tape_mark`]): ids only grow.
+pub(crate) fn next_tensor_id() -> TensorId {
+    NEXT_ID.with(|n| TensorId(n.get()))
+}
+
 fn next_id() -> TensorId {
     NEXT_ID.with(|n| {
         let id = n.get();
@@ -90,7 +95,9 @@ impl Tensor {
     }
 
     /// Like [`Tensor::from_op`], for backward rules that need the op's own output
-    /// (sigmoid' = y (1 - y)): `make_backward` receives the output tensor.
+    /// (sigmoid' = y (1 - y)): `make_backward` receives the output tensor itself, attached to
+    /// the graph, so that a rule run with recording on ([`autograd::grad`] with `create_graph`)
+    /// records its dependence on y (the second derivative flows back through y's own node).
     #[track_caller]
     pub(crate) fn from_op_with(
         gpu: &Gpu,
@@ -102,7 +109,7 @@ impl Tensor {
         let requires_grad = autograd::is_grad_enabled() && inputs.iter().any(|t| t.requires_grad());
         let t = Tensor::wrap(gpu, Rc::new(storage), shape, requires_grad);
         if requires_grad {
-            autograd::record(&t, inputs, make_backward(&t.detach()));
+            autograd::record(&t, inputs, make_backward(&t));
         }
         t
     }
@@ -266,7 +273,9 @@ impl Tensor {
         autograd::record(
             &out,
             &[self],
-            Box::new(move |dy: &Tensor| Ok(vec![Some(dy.reshape(input_shape)?)])),
+            Box::new(move |dy: &Tensor, _: &[bool]| {
+                Ok(vec![Some(dy.reshape(input_shape.clone())?)])
+            }),
         );
         Ok(out)
     }

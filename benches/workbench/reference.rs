@@ -65,6 +65,7 @@ pub fn ref_activation(act: Activation, x: f64) -> f64 {
         Activation::Tanh => x.tanh(),
         Activation::Exp => x.exp(),
         Activation::Affine(alpha, beta) => alpha as f64 * x + beta as f64,
+        Activation::Sqrt => x.max(0.0).sqrt(),
     }
 }
 

@@ -14,6 +14,7 @@ mod dbvae;
 mod dcgan;
 mod gan;
 mod vae;
+mod wgan_gp;
 
 pub use autoencoder::Autoencoder;
 pub use classifier::{Classifier, FEATURE_DIM, predicted_class};
@@ -22,6 +23,7 @@ pub use dbvae::{DbVae, DbVaeOutput};
 pub use dcgan::Dcgan;
 pub use gan::MlpGan;
 pub use vae::Vae;
+pub use wgan_gp::{WganArch, WganGp};
 
 use std::collections::BTreeMap;
 
@@ -100,11 +102,13 @@ pub enum ModelKind {
     Classifier,
     /// Debiasing VAE or its plain-classifier twin (`dbvae`).
     DbVae,
+    /// Wasserstein GAN with gradient penalty (`wgan-gp`), convolutional or MLP.
+    WganGp,
 }
 
 impl ModelKind {
     /// Every kind.
-    pub const ALL: [ModelKind; 7] = [
+    pub const ALL: [ModelKind; 8] = [
         ModelKind::Vae,
         ModelKind::Autoencoder,
         ModelKind::ConvVae,
@@ -112,6 +116,7 @@ impl ModelKind {
         ModelKind::Dcgan,
         ModelKind::Classifier,
         ModelKind::DbVae,
+        ModelKind::WganGp,
     ];
 
     /// The name (on the command line and in checkpoints) and a one-line description (the
@@ -130,6 +135,10 @@ impl ModelKind {
             ModelKind::DbVae => (
                 "dbvae",
                 "Debiasing VAE on the biased \"is it odd?\" task (with --plain: the same network as a plain classifier)",
+            ),
+            ModelKind::WganGp => (
+                "wgan-gp",
+                "Wasserstein GAN with gradient penalty (--arch conv|mlp)",
             ),
         }
     }
@@ -309,6 +318,12 @@ pub fn build(
         ModelKind::ConvVae => Box::new(ConvVae::new(gpu, latent()?, &mut rng)?),
         ModelKind::Gan => Box::new(MlpGan::new(gpu, latent()?, &mut rng)?),
         ModelKind::Dcgan => Box::new(Dcgan::new(gpu, latent()?, &mut rng)?),
+        ModelKind::WganGp => Box::new(WganGp::new(
+            gpu,
+            wgan_gp::arch_from_metadata(meta, origin)?,
+            latent()?,
+            &mut rng,
+        )?),
         ModelKind::Classifier | ModelKind::DbVae => {
             return Err(Error::Checkpoint {
                 path: origin.to_path_buf(),

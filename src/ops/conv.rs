@@ -230,6 +230,57 @@ fn nchw_to_rows(y: &Tensor, n: usize, o: usize, p: usize) -> Result<Tensor> {
     Ok(Tensor::from_storage(y.gpu(), out, [n * p, o].into()))
 }
 
+// ---- The same four layout kernels as recorded ops -------------------------------------
+// For the backward rules run with recording on (a gradient of a gradient, e.g. a gradient
+// penalty through a convolutional critic): each is linear, and its backward is its adjoint,
+// itself one of the four (im2col <-> col2im, nchw_to_rows <-> rows_to_nchw), so they are
+// differentiable to any order.
+
+/// [`im2col`] recorded: its backward folds the gradient back with [`col2im`].
+fn im2col_op(x: &Tensor, p: ConvParams) -> Result<Tensor> {
+    let col = im2col(x, p)?;
+    let backward = Box::new(
+        move |dcol: &Tensor, _: &[bool]| -> Result<Vec<Option<Tensor>>> {
+            Ok(vec![Some(col2im_op(dcol, p)?)])
+        },
+    );
+    Ok(Tensor::record_op(&col, &[x], backward))
+}
+
+/// [`col2im`] without bias, recorded: its backward unfolds the gradient with [`im2col`].
+fn col2im_op(col: &Tensor, p: ConvParams) -> Result<Tensor> {
+    let x = col2im(col, p, None)?;
+    let backward = Box::new(
+        move |dx: &Tensor, _: &[bool]| -> Result<Vec<Option<Tensor>>> {
+            Ok(vec![Some(im2col_op(dx, p)?)])
+        },
+    );
+    Ok(Tensor::record_op(&x, &[col], backward))
+}
+
+/// [`nchw_to_rows`] recorded: `(N, O, P)` -> `(N*P, O)`; its backward is the inverse permutation.
+fn nchw_to_rows_op(y: &Tensor, n: usize, o: usize, p: usize) -> Result<Tensor> {
+    let m = nchw_to_rows(y, n, o, p)?;
+    let shape = y.shape().clone();
+    let backward = Box::new(
+        move |dm: &Tensor, _: &[bool]| -> Result<Vec<Option<Tensor>>> {
+            Ok(vec![Some(rows_to_nchw_op(dm, n, o, p, shape.clone())?)])
+        },
+    );
+    Ok(Tensor::record_op(&m, &[y], backward))
+}
+
+/// [`rows_to_nchw`] without bias, recorded: `(N*P, O)` -> `(N, O, P)` viewed as `shape`.
+fn rows_to_nchw_op(m: &Tensor, n: usize, o: usize, p: usize, shape: Shape) -> Result<Tensor> {
+    let y = rows_to_nchw(m, None, n, o, p, shape)?;
+    let backward = Box::new(
+        move |dy: &Tensor, _: &[bool]| -> Result<Vec<Option<Tensor>>> {
+            Ok(vec![Some(nchw_to_rows_op(dy, n, o, p)?)])
+        },
+    );
+    Ok(Tensor::record_op(&y, &[m], backward))
+}
+
 fn dims4(op: &'static str, what: &str, t: &Tensor) -> Result<[usize; 4]> {
     t.dims()
         .try_into()
@@ -320,30 +371,62 @@ pub fn conv2d(
     };
     let mut inputs = vec![x, weight];
     inputs.extend(bias);
-    let (x_wants, w_wants, b_wants) = (
-        x.requires_grad(),
-        weight.requires_grad(),
-        bias.is_some_and(Tensor::requires_grad),
-    );
+    let has_bias = bias.is_some();
     let x_shape = x.shape().clone();
-    let backward = Box::new(move |dy: &Tensor| -> Result<Vec<Option<Tensor>>> {
-        let dy_m = nchw_to_rows(dy, n, o, p)?;
-        let dx = if x_wants {
-            Some(col2im(&dy_m.matmul(&w_flat)?, geom, None)?.reshape(x_shape)?)
-        } else {
-            None
-        };
-        let dw = if w_wants {
-            Some(dy_m.matmul_tn(&col)?.reshape([o, c, kh, kw])?)
-        } else {
-            None
-        };
-        let mut grads = vec![dx, dw];
-        if b_wants {
-            grads.push(Some(dy_m.sum_axis(0)?));
-        }
-        Ok(grads)
-    });
+    let (sx, sw) = (x.clone(), weight.clone());
+    let backward = Box::new(
+        move |dy: &Tensor, wanted: &[bool]| -> Result<Vec<Option<Tensor>>> {
+            if crate::autograd::is_grad_enabled() {
+                // Recording (a gradient of a gradient): the same algebra in recorded ops, from the
+                // attached input and weight; im2col(x) is unfolded again, since the forward's copy
+                // was made off the tape.
+                let dy_m = nchw_to_rows_op(dy, n, o, p)?;
+                let dx = if wanted[0] {
+                    let w_m = sw.reshape([o, c * kh * kw])?;
+                    Some(col2im_op(&dy_m.matmul(&w_m)?, geom)?.reshape(x_shape.clone())?)
+                } else {
+                    None
+                };
+                let dw = if wanted[1] {
+                    Some(
+                        dy_m.matmul_tn(&im2col_op(&sx, geom)?)?
+                            .reshape([o, c, kh, kw])?,
+                    )
+                } else {
+                    None
+                };
+                let mut grads = vec![dx, dw];
+                if has_bias {
+                    grads.push(if wanted[2] {
+                        Some(dy_m.sum_axis(0)?)
+                    } else {
+                        None
+                    });
+                }
+                return Ok(grads);
+            }
+            let dy_m = nchw_to_rows(dy, n, o, p)?;
+            let dx = if wanted[0] {
+                Some(col2im(&dy_m.matmul(&w_flat)?, geom, None)?.reshape(x_shape.clone())?)
+            } else {
+                None
+            };
+            let dw = if wanted[1] {
+                Some(dy_m.matmul_tn(&col)?.reshape([o, c, kh, kw])?)
+            } else {
+                None
+            };
+            let mut grads = vec![dx, dw];
+            if has_bias {
+                grads.push(if wanted[2] {
+                    Some(dy_m.sum_axis(0)?)
+                } else {
+                    None
+                });
+            }
+            Ok(grads)
+        },
+    );
     Ok(Tensor::record_op(&y, &inputs, backward))
 }
 
@@ -417,38 +500,58 @@ pub fn conv_transpose2d(
     };
     let mut inputs = vec![x, weight];
     inputs.extend(bias);
-    let (x_wants, w_wants, b_wants) = (
-        x.requires_grad(),
-        weight.requires_grad(),
-        bias.is_some_and(Tensor::requires_grad),
-    );
+    let has_bias = bias.is_some();
     let x_shape = x.shape().clone();
-    let backward = Box::new(move |dy: &Tensor| -> Result<Vec<Option<Tensor>>> {
-        let dcol = im2col(dy, geom)?;
-        let dx = if x_wants {
-            Some(rows_to_nchw(
-                &dcol.matmul_nt(&w_flat)?,
-                None,
-                n,
-                cin,
-                p,
-                x_shape,
-            )?)
-        } else {
-            None
-        };
-        let dw = if w_wants {
-            Some(x_m.matmul_tn(&dcol)?.reshape([cin, cout, kh, kw])?)
-        } else {
-            None
-        };
-        let mut grads = vec![dx, dw];
-        if b_wants {
-            grads.push(Some(
-                dy.reshape([n, cout, oh * ow])?.sum_axis(2)?.sum_axis(0)?,
-            ));
-        }
-        Ok(grads)
-    });
+    let (sx, sw) = (x.clone(), weight.clone());
+    let backward = Box::new(
+        move |dy: &Tensor, wanted: &[bool]| -> Result<Vec<Option<Tensor>>> {
+            let recording = crate::autograd::is_grad_enabled();
+            // Recording (a gradient of a gradient): the same algebra in recorded ops, from the
+            // attached input and weight.
+            let dcol = if recording {
+                im2col_op(dy, geom)?
+            } else {
+                im2col(dy, geom)?
+            };
+            let dx = if !wanted[0] {
+                None
+            } else if recording {
+                let w_m = sw.reshape([cin, cout * kh * kw])?;
+                Some(rows_to_nchw_op(
+                    &dcol.matmul_nt(&w_m)?,
+                    n,
+                    cin,
+                    p,
+                    x_shape.clone(),
+                )?)
+            } else {
+                Some(rows_to_nchw(
+                    &dcol.matmul_nt(&w_flat)?,
+                    None,
+                    n,
+                    cin,
+                    p,
+                    x_shape.clone(),
+                )?)
+            };
+            let dw = if !wanted[1] {
+                None
+            } else if recording {
+                let x_rows = nchw_to_rows_op(&sx, n, cin, p)?;
+                Some(x_rows.matmul_tn(&dcol)?.reshape([cin, cout, kh, kw])?)
+            } else {
+                Some(x_m.matmul_tn(&dcol)?.reshape([cin, cout, kh, kw])?)
+            };
+            let mut grads = vec![dx, dw];
+            if has_bias && wanted[2] {
+                grads.push(Some(
+                    dy.reshape([n, cout, oh * ow])?.sum_axis(2)?.sum_axis(0)?,
+                ));
+            } else if has_bias {
+                grads.push(None);
+            }
+            Ok(grads)
+        },
+    );
     Ok(Tensor::record_op(&y, &inputs, backward))
 }

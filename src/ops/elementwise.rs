@@ -80,6 +80,10 @@ pub enum Activation {
     Exp,
     /// alpha * x + beta (as `Affine(alpha, beta)`).
     Affine(f32, f32),
+    /// sqrt(max(x, 0)) (for norms): 0, with derivative 0, below 0, where a plain sqrt is NaN.
+    /// NOTE: its derivative 1 / (2 sqrt(x)) is infinite at 0; a norm that may be 0 takes
+    /// sqrt(s + eps) (as the gradient penalty does).
+    Sqrt,
 }
 
 impl Activation {
@@ -96,6 +100,35 @@ impl Activation {
             Activation::Affine(alpha, beta) => (alpha, beta),
             _ => (0.0, 0.0),
         }
+    }
+
+    /// `g * d f'/dy`: the derivative of the backward's factor f' (which `act_derivative` in
+    /// `shaders/activation.wgsl` writes as a function of the output y; of x only through its
+    /// sign) with respect to y, times `g`, in recorded ops; None where f' does not vary with y
+    /// (identity, affine, and relu and leaky_relu, which are piecewise linear). This is the
+    /// second-order rule of [`unary_backward`]: d(dy f'(y))/dy = dy f''... reached through y's
+    /// own node, so no term flows to x directly.
+    ///
+    /// NOTE: relu and leaky_relu have a zero second derivative wherever it exists and none at
+    /// 0, where it is taken as 0, as in PyTorch (their double backward is the mask again).
+    fn derivative_in_y(self, y: &Tensor, g: &Tensor) -> Result<Option<Tensor>> {
+        Ok(match self {
+            Activation::Identity
+            | Activation::Relu
+            | Activation::LeakyRelu(_)
+            | Activation::Affine(..) => None,
+            // f' = y (1 - y): d/dy = 1 - 2y.
+            Activation::Sigmoid => Some(g.mul(&y.affine(-2.0, 1.0)?)?),
+            // f' = 1 - y^2: d/dy = -2y.
+            Activation::Tanh => Some(g.mul(&y.scale(-2.0)?)?),
+            // f' = y: d/dy = 1.
+            Activation::Exp => Some(g.clone()),
+            // f' = 1 / (2y) for y > 0: d/dy = -1 / (2 y^2) = -2 f'^2, written with the
+            // kernel's f' so that it is 0, like f', where y = 0.
+            Activation::Sqrt => {
+                Some(unary_backward(y, y, &unary_backward(y, y, g, self)?, self)?.scale(-2.0)?)
+            }
+        })
     }
 
     /// The Params of `unary_forward` / `unary_backward` for `n` elements.
@@ -136,17 +169,20 @@ fn unary_op(x: &Tensor, act: Activation) -> Result<Tensor> {
     Ok(Tensor::from_op_with(gpu, y, x.shape().clone(), &[x], |y| {
         // The saved output gives sigmoid', tanh' and exp' without recomputing them.
         let sy = y.clone();
-        Box::new(move |dy: &Tensor| Ok(vec![Some(unary_backward(&sx, &sy, dy, params)?)]))
+        Box::new(move |dy: &Tensor, _: &[bool]| Ok(vec![Some(unary_backward(&sx, &sy, dy, act)?)]))
     }))
 }
 
-/// `dx = dy * f'(x)` of the unary op in `params`, from its input `x` and output `y` (the
-/// `unary_backward` kernel); shaped like `x`.
+/// `dx = dy * f'(x)` of the activation `act`, from its input `x` and output `y` (the
+/// `unary_backward` kernel); shaped like `x`. An op of its own, recorded when recording is on
+/// (inside [`crate::autograd::grad`] with `create_graph`), with inputs (x, y, dy):
+/// d/d(dy) = ddx f'(x) (this kernel again), d/dy = ddx dy df'/dy
+/// ([`Activation::derivative_in_y`]), d/dx = 0 (f' reads x only through its sign).
 pub(crate) fn unary_backward(
     x: &Tensor,
     y: &Tensor,
     dy: &Tensor,
-    params: UnaryParams,
+    act: Activation,
 ) -> Result<Tensor> {
     let gpu = dy.gpu();
     let n = x.numel();
@@ -154,10 +190,32 @@ pub(crate) fn unary_backward(
     Kernel::UnaryBackward.dispatch(
         gpu,
         &[x.storage(), y.storage(), dy.storage(), &dx],
-        &params,
+        &act.unary_params(n),
         grid_1d((n as u64).div_ceil(4), WORKGROUP_1D),
     );
-    Ok(Tensor::from_storage(gpu, dx, x.shape().clone()))
+    let (sx, sy, sdy) = (x.clone(), y.clone(), dy.clone());
+    let backward = Box::new(
+        move |ddx: &Tensor, wanted: &[bool]| -> Result<Vec<Option<Tensor>>> {
+            let d_y = if wanted[1] {
+                act.derivative_in_y(&sy, &ddx.mul(&sdy)?)?
+            } else {
+                None
+            };
+            let d_dy = if wanted[2] {
+                Some(unary_backward(&sx, &sy, ddx, act)?)
+            } else {
+                None
+            };
+            Ok(vec![None, d_y, d_dy])
+        },
+    );
+    Ok(Tensor::from_op(
+        gpu,
+        dx,
+        x.shape().clone(),
+        &[x, y, dy],
+        backward,
+    ))
 }
 
 /// How `b` is broadcast against `a`: returns `b_len` (elements of `b` read cyclically).
@@ -208,31 +266,37 @@ fn binary_op(a: &Tensor, b: &Tensor, op: Binary, name: &'static str) -> Result<T
     let grid = grid_1d((n as u64).div_ceil(4), WORKGROUP_1D);
     Kernel::BinaryForward.dispatch(gpu, &[a.storage(), b.storage(), &c], &params, grid);
     let (sa, sb) = (a.clone(), b.clone());
-    let backward = Box::new(move |dy: &Tensor| -> Result<Vec<Option<Tensor>>> {
-        match op {
-            Binary::Add => Ok(vec![
-                Some(dy.clone()),
-                Some(reduce_to(dy.clone(), &sb, b_len)?),
-            ]),
-            Binary::Sub => Ok(vec![
-                Some(dy.clone()),
-                Some(reduce_to(dy.scale(-1.0)?, &sb, b_len)?),
-            ]),
-            Binary::Mul | Binary::Div => {
-                let gpu = dy.gpu();
-                let da = Tensor::alloc(gpu, "binary_backward", n)?;
-                let db = Tensor::alloc(gpu, "binary_backward", n)?;
-                Kernel::BinaryBackward.dispatch(
-                    gpu,
-                    &[sa.storage(), sb.storage(), dy.storage(), &da, &db],
-                    &params,
-                    grid,
-                );
-                let wrap = |s| Tensor::from_storage(gpu, s, sa.shape().clone());
-                Ok(vec![Some(wrap(da)), Some(reduce_to(wrap(db), &sb, b_len)?)])
+    let backward = Box::new(
+        move |dy: &Tensor, wanted: &[bool]| -> Result<Vec<Option<Tensor>>> {
+            if crate::autograd::is_grad_enabled() {
+                // Recording (a gradient of a gradient): the same rule in recorded ops.
+                return binary_backward_recorded(op, &sa, &sb, dy, b_len, wanted);
             }
-        }
-    });
+            match op {
+                Binary::Add => Ok(vec![
+                    Some(dy.clone()),
+                    Some(reduce_to(dy.clone(), &sb, b_len)?),
+                ]),
+                Binary::Sub => Ok(vec![
+                    Some(dy.clone()),
+                    Some(reduce_to(dy.scale(-1.0)?, &sb, b_len)?),
+                ]),
+                Binary::Mul | Binary::Div => {
+                    let gpu = dy.gpu();
+                    let da = Tensor::alloc(gpu, "binary_backward", n)?;
+                    let db = Tensor::alloc(gpu, "binary_backward", n)?;
+                    Kernel::BinaryBackward.dispatch(
+                        gpu,
+                        &[sa.storage(), sb.storage(), dy.storage(), &da, &db],
+                        &params,
+                        grid,
+                    );
+                    let wrap = |s| Tensor::from_storage(gpu, s, sa.shape().clone());
+                    Ok(vec![Some(wrap(da)), Some(reduce_to(wrap(db), &sb, b_len)?)])
+                }
+            }
+        },
+    );
     Ok(Tensor::from_op(
         gpu,
         c,
@@ -240,6 +304,39 @@ fn binary_op(a: &Tensor, b: &Tensor, op: Binary, name: &'static str) -> Result<T
         &[a, b],
         backward,
     ))
+}
+
+/// The gradients of `a (op) b` in recorded ops, for [`crate::autograd::grad`] with
+/// `create_graph`: mul: `(dy b, dy a)`, div: `(dy / b, -dy a / b^2)`, each summed to b's shape.
+fn binary_backward_recorded(
+    op: Binary,
+    a: &Tensor,
+    b: &Tensor,
+    dy: &Tensor,
+    b_len: usize,
+    wanted: &[bool],
+) -> Result<Vec<Option<Tensor>>> {
+    let da = if wanted[0] {
+        Some(match op {
+            Binary::Add | Binary::Sub => dy.clone(),
+            Binary::Mul => dy.mul(b)?,
+            Binary::Div => dy.div(b)?,
+        })
+    } else {
+        None
+    };
+    let db = if wanted[1] {
+        let full = match op {
+            Binary::Add => dy.clone(),
+            Binary::Sub => dy.scale(-1.0)?,
+            Binary::Mul => dy.mul(a)?,
+            Binary::Div => dy.mul(a)?.div(&b.mul(b)?)?.scale(-1.0)?,
+        };
+        Some(reduce_to(full, b, b_len)?)
+    } else {
+        None
+    };
+    Ok(vec![da, db])
 }
 
 impl Tensor {
@@ -305,6 +402,11 @@ impl Tensor {
     pub fn affine(&self, alpha: f32, beta: f32) -> Result<Tensor> {
         unary_op(self, Activation::Affine(alpha, beta))
     }
+
+    /// sqrt(max(x, 0)), element-wise. NOTE: the gradient 1 / (2 sqrt(x)) is infinite at 0.
+    pub fn sqrt(&self) -> Result<Tensor> {
+        unary_op(self, Activation::Sqrt)
+    }
 }
 
 impl Tensor {
@@ -338,9 +440,11 @@ impl Tensor {
             &params,
             grid_1d(n as u64, WORKGROUP_1D),
         );
-        let backward = Box::new(move |dy: &Tensor| -> Result<Vec<Option<Tensor>>> {
-            Ok(vec![Some(dy.reshape([rows, times, dim])?.sum_axis(1)?)])
-        });
+        let backward = Box::new(
+            move |dy: &Tensor, _: &[bool]| -> Result<Vec<Option<Tensor>>> {
+                Ok(vec![Some(dy.reshape([rows, times, dim])?.sum_axis(1)?)])
+            },
+        );
         Ok(Tensor::from_op(
             gpu,
             y,

@@ -61,22 +61,25 @@ fn row_loss(
         rows_grid(rows),
     );
     let (sx, st) = (x.clone(), t.detach());
-    let backward = Box::new(move |dloss: &Tensor| -> Result<Vec<Option<Tensor>>> {
-        let gpu = dloss.gpu();
-        let dx = Tensor::alloc(gpu, op, rows * dim)?;
-        let backward_kernel =
-            backward_kernel.ok_or_else(|| Error::Invalid(format!("{op}: no backward")))?;
-        backward_kernel.dispatch(
-            gpu,
-            &[sx.storage(), st.storage(), dloss.storage(), &dx],
-            &params,
-            grid_1d((rows * dim) as u64, WORKGROUP_1D),
-        );
-        Ok(vec![
-            Some(Tensor::from_storage(gpu, dx, sx.shape().clone())),
-            None,
-        ])
-    });
+    let backward = Box::new(
+        move |dloss: &Tensor, _: &[bool]| -> Result<Vec<Option<Tensor>>> {
+            crate::autograd::first_order_only(op)?;
+            let gpu = dloss.gpu();
+            let dx = Tensor::alloc(gpu, op, rows * dim)?;
+            let backward_kernel =
+                backward_kernel.ok_or_else(|| Error::Invalid(format!("{op}: no backward")))?;
+            backward_kernel.dispatch(
+                gpu,
+                &[sx.storage(), st.storage(), dloss.storage(), &dx],
+                &params,
+                grid_1d((rows * dim) as u64, WORKGROUP_1D),
+            );
+            Ok(vec![
+                Some(Tensor::from_storage(gpu, dx, sx.shape().clone())),
+                None,
+            ])
+        },
+    );
     Ok(Tensor::from_op(gpu, loss, [rows].into(), &[x, t], backward))
 }
 
@@ -123,20 +126,23 @@ pub fn bce_with_logits(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
         rows_grid(rows),
     );
     let g = Tensor::from_storage(gpu, g, logits.shape().clone());
-    let backward = Box::new(move |dloss: &Tensor| -> Result<Vec<Option<Tensor>>> {
-        let gpu = dloss.gpu();
-        let dx = Tensor::alloc(gpu, "bce_with_logits_backward", rows * dim)?;
-        Kernel::BceWithLogitsBackward.dispatch(
-            gpu,
-            &[g.storage(), dloss.storage(), &dx],
-            &params,
-            grid_1d((rows * dim) as u64, WORKGROUP_1D),
-        );
-        Ok(vec![
-            Some(Tensor::from_storage(gpu, dx, g.shape().clone())),
-            None,
-        ])
-    });
+    let backward = Box::new(
+        move |dloss: &Tensor, _: &[bool]| -> Result<Vec<Option<Tensor>>> {
+            crate::autograd::first_order_only("bce_with_logits")?;
+            let gpu = dloss.gpu();
+            let dx = Tensor::alloc(gpu, "bce_with_logits_backward", rows * dim)?;
+            Kernel::BceWithLogitsBackward.dispatch(
+                gpu,
+                &[g.storage(), dloss.storage(), &dx],
+                &params,
+                grid_1d((rows * dim) as u64, WORKGROUP_1D),
+            );
+            Ok(vec![
+                Some(Tensor::from_storage(gpu, dx, g.shape().clone())),
+                None,
+            ])
+        },
+    );
     Ok(Tensor::from_op(
         gpu,
         loss,
@@ -205,26 +211,29 @@ pub fn softmax_cross_entropy(logits: &Tensor, labels: &Tensor) -> Result<Tensor>
     );
     let lse = Tensor::from_storage(gpu, lse, [rows].into());
     let (sx, sl) = (logits.clone(), labels.detach());
-    let backward = Box::new(move |dloss: &Tensor| -> Result<Vec<Option<Tensor>>> {
-        let gpu = dloss.gpu();
-        let dx = Tensor::alloc(gpu, OP, rows * classes)?;
-        Kernel::SoftmaxCrossEntropyBackward.dispatch(
-            gpu,
-            &[
-                sx.storage(),
-                sl.storage(),
-                lse.storage(),
-                dloss.storage(),
-                &dx,
-            ],
-            &params,
-            grid_1d((rows * classes) as u64, WORKGROUP_1D),
-        );
-        Ok(vec![
-            Some(Tensor::from_storage(gpu, dx, sx.shape().clone())),
-            None,
-        ])
-    });
+    let backward = Box::new(
+        move |dloss: &Tensor, _: &[bool]| -> Result<Vec<Option<Tensor>>> {
+            crate::autograd::first_order_only(OP)?;
+            let gpu = dloss.gpu();
+            let dx = Tensor::alloc(gpu, OP, rows * classes)?;
+            Kernel::SoftmaxCrossEntropyBackward.dispatch(
+                gpu,
+                &[
+                    sx.storage(),
+                    sl.storage(),
+                    lse.storage(),
+                    dloss.storage(),
+                    &dx,
+                ],
+                &params,
+                grid_1d((rows * classes) as u64, WORKGROUP_1D),
+            );
+            Ok(vec![
+                Some(Tensor::from_storage(gpu, dx, sx.shape().clone())),
+                None,
+            ])
+        },
+    );
     Ok(Tensor::from_op(
         gpu,
         loss,

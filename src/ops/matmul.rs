@@ -168,27 +168,31 @@ fn matmul_op(a: &Tensor, b: &Tensor, layout: Layout) -> Result<Tensor> {
     let (m, k, n) = dims(a, b, layout)?;
     let out = dispatch_matmul(a, b, layout, (m, k, n), None, Activation::Identity)?;
     let (sa, sb) = (a.clone(), b.clone());
-    let backward = Box::new(move |dc: &Tensor| -> Result<Vec<Option<Tensor>>> {
-        let da = if sa.requires_grad() {
-            Some(match layout {
-                Layout::NN => dc.matmul_nt(&sb)?,
-                Layout::NT => dc.matmul(&sb)?,
-                Layout::TN => sb.matmul_nt(dc)?,
-            })
-        } else {
-            None
-        };
-        let db = if sb.requires_grad() {
-            Some(match layout {
-                Layout::NN => sa.matmul_tn(dc)?,
-                Layout::NT => dc.matmul_tn(&sa)?,
-                Layout::TN => sa.matmul(dc)?,
-            })
-        } else {
-            None
-        };
-        Ok(vec![da, db])
-    });
+    // In recorded ops already: with recording on (a gradient of a gradient) the two products
+    // are ops on the tape like any other, differentiable in dc and in the saved operands.
+    let backward = Box::new(
+        move |dc: &Tensor, wanted: &[bool]| -> Result<Vec<Option<Tensor>>> {
+            let da = if wanted[0] {
+                Some(match layout {
+                    Layout::NN => dc.matmul_nt(&sb)?,
+                    Layout::NT => dc.matmul(&sb)?,
+                    Layout::TN => sb.matmul_nt(dc)?,
+                })
+            } else {
+                None
+            };
+            let db = if wanted[1] {
+                Some(match layout {
+                    Layout::NN => sa.matmul_tn(dc)?,
+                    Layout::NT => dc.matmul_tn(&sa)?,
+                    Layout::TN => sa.matmul(dc)?,
+                })
+            } else {
+                None
+            };
+            Ok(vec![da, db])
+        },
+    );
     Ok(Tensor::from_op(
         a.gpu(),
         out,
@@ -244,11 +248,6 @@ impl Tensor {
         }
         let out = dispatch_matmul(self, weight, Layout::NT, (m, k, n), Some(bias), activation)?;
         let (sx, sw) = (self.clone(), weight.clone());
-        let (x_wants, w_wants, b_wants) = (
-            self.requires_grad(),
-            weight.requires_grad(),
-            bias.requires_grad(),
-        );
         Ok(Tensor::from_op_with(
             self.gpu(),
             out,
@@ -256,22 +255,36 @@ impl Tensor {
             &[self, weight, bias],
             |y| {
                 let y = y.clone();
-                Box::new(move |dy: &Tensor| -> Result<Vec<Option<Tensor>>> {
-                    let dy = match activation {
-                        Activation::Identity => dy.clone(),
-                        // NOTE: y stands in for the pre-activation, which is never stored (see
-                        // act_derivative in shaders/activation.wgsl).
-                        _ => unary_backward(&y, &y, dy, activation.unary_params(y.numel()))?,
-                    };
-                    let dx = if x_wants { Some(dy.matmul(&sw)?) } else { None };
-                    let dw = if w_wants {
-                        Some(dy.matmul_tn(&sx)?)
-                    } else {
-                        None
-                    };
-                    let db = if b_wants { Some(dy.sum_axis(0)?) } else { None };
-                    Ok(vec![dx, dw, db])
-                })
+                Box::new(
+                    move |dy: &Tensor, wanted: &[bool]| -> Result<Vec<Option<Tensor>>> {
+                        let dy = match activation {
+                            Activation::Identity => dy.clone(),
+                            // NOTE: y stands in for the pre-activation, which is never stored (see
+                            // act_derivative in shaders/activation.wgsl): right for every activation
+                            // whose output keeps the sign of its input (leaky_relu with a positive
+                            // slope). It is right to second order too: unary_backward's rule
+                            // differentiates f' in y alone (sigmoid, tanh, exp, sqrt), and y's own
+                            // node, this one, carries that on to the pre-activation.
+                            _ => unary_backward(&y, &y, dy, activation)?,
+                        };
+                        let dx = if wanted[0] {
+                            Some(dy.matmul(&sw)?)
+                        } else {
+                            None
+                        };
+                        let dw = if wanted[1] {
+                            Some(dy.matmul_tn(&sx)?)
+                        } else {
+                            None
+                        };
+                        let db = if wanted[2] {
+                            Some(dy.sum_axis(0)?)
+                        } else {
+                            None
+                        };
+                        Ok(vec![dx, dw, db])
+                    },
+                )
             },
         ))
     }

@@ -119,45 +119,48 @@ pub fn batch_norm(
     let mean = Tensor::from_storage(gpu, mean, [c].into());
     let invstd = Tensor::from_storage(gpu, invstd, [c].into());
     let (sx, sgamma) = (x.clone(), gamma.detach());
-    let backward = Box::new(move |dy: &Tensor| -> Result<Vec<Option<Tensor>>> {
-        let gpu = dy.gpu();
-        let dgamma = Tensor::alloc(gpu, "batch_norm_backward", c)?;
-        let dbeta = Tensor::alloc(gpu, "batch_norm_backward", c)?;
-        Kernel::BatchNormBackwardReduce.dispatch(
-            gpu,
-            &[
-                sx.storage(),
-                dy.storage(),
-                mean.storage(),
-                invstd.storage(),
-                &dgamma,
-                &dbeta,
-            ],
-            &params,
-            [c as u32, 1, 1],
-        );
-        let dx = Tensor::alloc(gpu, "batch_norm_backward", total)?;
-        Kernel::BatchNormBackwardDx.dispatch(
-            gpu,
-            &[
-                sx.storage(),
-                dy.storage(),
-                mean.storage(),
-                invstd.storage(),
-                sgamma.storage(),
-                &dgamma,
-                &dbeta,
-                &dx,
-            ],
-            &params,
-            grid,
-        );
-        Ok(vec![
-            Some(Tensor::from_storage(gpu, dx, sx.shape().clone())),
-            Some(Tensor::from_storage(gpu, dgamma, [c].into())),
-            Some(Tensor::from_storage(gpu, dbeta, [c].into())),
-        ])
-    });
+    let backward = Box::new(
+        move |dy: &Tensor, _: &[bool]| -> Result<Vec<Option<Tensor>>> {
+            crate::autograd::first_order_only(OP)?;
+            let gpu = dy.gpu();
+            let dgamma = Tensor::alloc(gpu, "batch_norm_backward", c)?;
+            let dbeta = Tensor::alloc(gpu, "batch_norm_backward", c)?;
+            Kernel::BatchNormBackwardReduce.dispatch(
+                gpu,
+                &[
+                    sx.storage(),
+                    dy.storage(),
+                    mean.storage(),
+                    invstd.storage(),
+                    &dgamma,
+                    &dbeta,
+                ],
+                &params,
+                [c as u32, 1, 1],
+            );
+            let dx = Tensor::alloc(gpu, "batch_norm_backward", total)?;
+            Kernel::BatchNormBackwardDx.dispatch(
+                gpu,
+                &[
+                    sx.storage(),
+                    dy.storage(),
+                    mean.storage(),
+                    invstd.storage(),
+                    sgamma.storage(),
+                    &dgamma,
+                    &dbeta,
+                    &dx,
+                ],
+                &params,
+                grid,
+            );
+            Ok(vec![
+                Some(Tensor::from_storage(gpu, dx, sx.shape().clone())),
+                Some(Tensor::from_storage(gpu, dgamma, [c].into())),
+                Some(Tensor::from_storage(gpu, dbeta, [c].into())),
+            ])
+        },
+    );
     Ok(Tensor::from_op(
         gpu,
         y,

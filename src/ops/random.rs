@@ -113,9 +113,11 @@ impl Tensor {
             grid_1d((n as u64).div_ceil(4), WORKGROUP_1D),
         );
         let mask = Tensor::from_storage(gpu, mask, self.shape().clone());
-        let backward = Box::new(move |dy: &Tensor| -> Result<Vec<Option<Tensor>>> {
-            Ok(vec![Some(dy.mul(&mask)?)])
-        });
+        let backward = Box::new(
+            move |dy: &Tensor, _: &[bool]| -> Result<Vec<Option<Tensor>>> {
+                Ok(vec![Some(dy.mul(&mask)?)])
+            },
+        );
         Ok(Tensor::from_op(
             gpu,
             y,

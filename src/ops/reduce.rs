@@ -101,21 +101,54 @@ fn reduce_op(
     let gpu = x.gpu();
     let y = reduce_storage(gpu, x.storage(), outer, len, inner, scale)?;
     let in_shape = x.shape().clone();
-    let backward = Box::new(move |dy: &Tensor| -> Result<Vec<Option<Tensor>>> {
-        let gpu = dy.gpu();
-        let n = outer * len * inner;
-        let dx = Tensor::alloc(gpu, "sum_backward", n)?;
-        let params = ReduceParams {
-            outer: outer as u32,
-            len: len as u32,
-            inner: inner as u32,
-            scale,
-        };
-        let grid = grid_1d(n as u64, WORKGROUP_1D);
-        Kernel::ReduceBackward.dispatch(gpu, &[dy.storage(), &dx], &params, grid);
-        Ok(vec![Some(Tensor::from_storage(gpu, dx, in_shape))])
-    });
+    let backward = Box::new(
+        move |dy: &Tensor, _: &[bool]| -> Result<Vec<Option<Tensor>>> {
+            Ok(vec![Some(broadcast_back(
+                dy,
+                (outer, len, inner),
+                scale,
+                in_shape.clone(),
+            )?)])
+        },
+    );
     Ok(Tensor::from_op(gpu, y, out_shape, &[x], backward))
+}
+
+/// The backward of a reduction: `dx = scale * dy` broadcast over the reduced axis of
+/// `(outer, len, inner)` (the `reduce_backward` kernel), shaped `in_shape`. An op of its own,
+/// recorded when recording is on: it is linear in dy, and its own backward is the reduction
+/// again, `ddy = scale * sum over the axis of ddx`.
+fn broadcast_back(
+    dy: &Tensor,
+    (outer, len, inner): (usize, usize, usize),
+    scale: f32,
+    in_shape: Shape,
+) -> Result<Tensor> {
+    let gpu = dy.gpu();
+    let n = outer * len * inner;
+    let dx = Tensor::alloc(gpu, "sum_backward", n)?;
+    let params = ReduceParams {
+        outer: outer as u32,
+        len: len as u32,
+        inner: inner as u32,
+        scale,
+    };
+    let grid = grid_1d(n as u64, WORKGROUP_1D);
+    Kernel::ReduceBackward.dispatch(gpu, &[dy.storage(), &dx], &params, grid);
+    let dy_shape = dy.shape().clone();
+    let backward = Box::new(
+        move |ddx: &Tensor, _: &[bool]| -> Result<Vec<Option<Tensor>>> {
+            Ok(vec![Some(reduce_op(
+                ddx,
+                outer,
+                len,
+                inner,
+                scale,
+                dy_shape.clone(),
+            )?)])
+        },
+    );
+    Ok(Tensor::from_op(gpu, dx, in_shape, &[dy], backward))
 }
 
 impl Tensor {

@@ -69,18 +69,21 @@ pub fn reparameterize(mu: &Tensor, logvar: &Tensor, eps: &Tensor) -> Result<Tens
         grid,
     );
     let (slv, seps) = (logvar.clone(), eps.detach());
-    let backward = Box::new(move |dz: &Tensor| -> Result<Vec<Option<Tensor>>> {
-        let gpu = dz.gpu();
-        let dlogvar = Tensor::alloc(gpu, "reparameterize_backward", n)?;
-        Kernel::ReparameterizeBackward.dispatch(
-            gpu,
-            &[slv.storage(), seps.storage(), dz.storage(), &dlogvar],
-            &params,
-            grid,
-        );
-        let dlogvar = Tensor::from_storage(gpu, dlogvar, slv.shape().clone());
-        Ok(vec![Some(dz.clone()), Some(dlogvar), None])
-    });
+    let backward = Box::new(
+        move |dz: &Tensor, _: &[bool]| -> Result<Vec<Option<Tensor>>> {
+            crate::autograd::first_order_only("reparameterize")?;
+            let gpu = dz.gpu();
+            let dlogvar = Tensor::alloc(gpu, "reparameterize_backward", n)?;
+            Kernel::ReparameterizeBackward.dispatch(
+                gpu,
+                &[slv.storage(), seps.storage(), dz.storage(), &dlogvar],
+                &params,
+                grid,
+            );
+            let dlogvar = Tensor::from_storage(gpu, dlogvar, slv.shape().clone());
+            Ok(vec![Some(dz.clone()), Some(dlogvar), None])
+        },
+    );
     Ok(Tensor::from_op(
         gpu,
         z,
@@ -114,22 +117,25 @@ pub fn kl_divergence(mu: &Tensor, logvar: &Tensor) -> Result<Tensor> {
         grid_1d(rows as u64, WORKGROUP_1D),
     );
     let (smu, slv) = (mu.clone(), logvar.clone());
-    let backward = Box::new(move |dkl: &Tensor| -> Result<Vec<Option<Tensor>>> {
-        let gpu = dkl.gpu();
-        let n = rows * dim;
-        let dmu = Tensor::alloc(gpu, "kl_divergence_backward", n)?;
-        let dlogvar = Tensor::alloc(gpu, "kl_divergence_backward", n)?;
-        Kernel::KlDivergenceBackward.dispatch(
-            gpu,
-            &[smu.storage(), slv.storage(), dkl.storage(), &dmu, &dlogvar],
-            &params,
-            grid_1d(n as u64, WORKGROUP_1D),
-        );
-        Ok(vec![
-            Some(Tensor::from_storage(gpu, dmu, smu.shape().clone())),
-            Some(Tensor::from_storage(gpu, dlogvar, smu.shape().clone())),
-        ])
-    });
+    let backward = Box::new(
+        move |dkl: &Tensor, _: &[bool]| -> Result<Vec<Option<Tensor>>> {
+            crate::autograd::first_order_only("kl_divergence")?;
+            let gpu = dkl.gpu();
+            let n = rows * dim;
+            let dmu = Tensor::alloc(gpu, "kl_divergence_backward", n)?;
+            let dlogvar = Tensor::alloc(gpu, "kl_divergence_backward", n)?;
+            Kernel::KlDivergenceBackward.dispatch(
+                gpu,
+                &[smu.storage(), slv.storage(), dkl.storage(), &dmu, &dlogvar],
+                &params,
+                grid_1d(n as u64, WORKGROUP_1D),
+            );
+            Ok(vec![
+                Some(Tensor::from_storage(gpu, dmu, smu.shape().clone())),
+                Some(Tensor::from_storage(gpu, dlogvar, smu.shape().clone())),
+            ])
+        },
+    );
     Ok(Tensor::from_op(
         gpu,
         kl,
@@ -176,7 +182,8 @@ pub fn reparameterize_kl(mu: &Tensor, logvar: &Tensor, eps: &Tensor) -> Result<(
     let (z, kl) = (z.requires_grad_(), kl.requires_grad_());
     let (smu, slv, seps) = (mu.clone(), logvar.clone(), eps.detach());
     let backward = Box::new(
-        move |grads: &[Option<Tensor>]| -> Result<Vec<Option<Tensor>>> {
+        move |grads: &[Option<Tensor>], _: &[bool]| -> Result<Vec<Option<Tensor>>> {
+            crate::autograd::first_order_only("reparameterize_kl")?;
             let gpu = smu.gpu();
             let n = rows * dim;
             // A missing gradient is zero.

@@ -11,13 +11,15 @@
 //! - [`vae`]: the VAEs (MLP and convolutional) and the plain autoencoder;
 //! - [`gan`]: the MLP GAN and the DCGAN;
 //! - [`classifier`]: the digit classifier;
-//! - [`dbvae`]: the debiasing VAE and its plain twin; [`debias`]: the experiment over seeds.
+//! - [`dbvae`]: the debiasing VAE and its plain twin; [`debias`]: the experiment over seeds;
+//! - [`wgan`]: the WGAN-GP, whose critic step differentiates a gradient.
 
 pub mod classifier;
 pub mod dbvae;
 pub mod debias;
 pub mod gan;
 pub mod vae;
+pub mod wgan;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -41,6 +43,7 @@ pub use crate::data::BINARIZE_SEED;
 pub use classifier::train_classifier;
 pub use gan::{train_dcgan, train_gan};
 pub use vae::{train_autoencoder, train_conv_vae, train_vae};
+pub use wgan::train_wgan_gp;
 
 /// Everything a training run is told on the command line.
 #[derive(Clone, Debug)]
@@ -93,12 +96,18 @@ impl Default for TrainConfig {
 
 impl TrainConfig {
     /// The defaults for `kind`: lr 1e-3 and latent 20 for the autoencoders and the
-    /// classifier; lr 2e-4 and a 100-d noise vector for the GANs (Radford et al. 2016);
+    /// classifier; lr 2e-4 and a 100-d noise vector for the GANs (Radford et al. 2016), lr 1e-4
+    /// for the WGAN-GP (Gulrajani et al. 2017);
     /// output in runs/NAME.
     pub fn for_model(kind: ModelKind) -> TrainConfig {
-        let gan = matches!(kind, ModelKind::Gan | ModelKind::Dcgan);
+        let gan = matches!(kind, ModelKind::Gan | ModelKind::Dcgan | ModelKind::WganGp);
         TrainConfig {
-            lr: if gan { 2e-4 } else { 1e-3 },
+            // WGAN-GP: Gulrajani et al. 2017, Algorithm 1.
+            lr: match kind {
+                ModelKind::WganGp => 1e-4,
+                _ if gan => 2e-4,
+                _ => 1e-3,
+            },
             latent_dim: if gan { 100 } else { 20 },
             epochs: if kind == ModelKind::Classifier { 2 } else { 10 },
             out_dir: PathBuf::from("runs").join(kind.name()),

@@ -117,6 +117,7 @@ pub fn activations() -> Vec<Activation> {
             K::Tanh => Activation::Tanh,
             K::Exp => Activation::Exp,
             K::Affine => Activation::Affine(-1.5, 0.25),
+            K::Sqrt => Activation::Sqrt,
         })
         .collect()
 }
