@@ -90,3 +90,35 @@ put("checkpoint", "no_metadata", safetensors(None, {"x": ("F32", [1], f32(1))}))
 put("checkpoint", "header_2_60", struct.pack("<Q", 1 << 60) + b"{}")
 put("checkpoint", "huge_shape", safetensors({"format": "deepgen", "model": "gan", "latent_dim": "1"},
                                             {"generator.fc1.weight": ("F32", [1 << 40, 1 << 40], b"")}))
+
+
+def f64s(values):
+    return b"".join(struct.pack("<d", v) for v in values)
+
+
+state_meta = {"format": "deepgen-train-state", "version": "1", "model": "gan", "epoch": "1",
+              "rng_seed": "0", "rng_counter": "12345", "setting.seed": "0", "setting.lr": "0.0002",
+              "optimizer.generator.steps": "3", "optimizer.generator.params": "2",
+              "optimizer.discriminator.steps": "3", "optimizer.discriminator.params": "1",
+              "extra.rng": "00" * 49}
+state_tensors = {
+    "model.generator.fc1.weight": ("F32", [2, 3], f32(6)),
+    "optimizer.generator.0.exp_avg": ("F32", [6], f32(6)),
+    "optimizer.generator.0.exp_avg_sq": ("F32", [6], f32(6)),
+    "optimizer.discriminator.0.exp_avg": ("F32", [1], f32(1)),
+    "optimizer.discriminator.0.exp_avg_sq": ("F32", [1], f32(1)),
+    "extra.last_weights": ("F64", [3], f64s([0.2, 0.3, 0.5])),
+}
+put("train_state", "epoch_boundary", safetensors(state_meta, state_tensors))
+partial_meta = dict(state_meta, **{"partial.steps_done": "2", "partial.images": "16",
+                                   "partial.seconds": "0.5", "partial.sums": "2"})
+partial_tensors = dict(state_tensors, **{
+    "partial.order": ("F64", [6], f64s([5, 3, 1, 0, 2, 4])),
+    "partial.batch_sizes": ("F64", [3], f64s([2, 2, 2])),
+    "partial.sum.0": ("F32", [], f32(1)),
+    "partial.sum.1": ("F32", [], f32(1)),
+})
+put("train_state", "mid_epoch", safetensors(partial_meta, partial_tensors))
+put("train_state", "sizes_overflow", safetensors(
+    dict(partial_meta, **{"optimizer.generator.params": "18446744073709551615"}),
+    dict(partial_tensors, **{"partial.batch_sizes": ("F64", [2], f64s([1e300, float("nan")]))})))

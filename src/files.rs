@@ -148,6 +148,9 @@ pub fn check_output_file(path: &Path, flag: &str, extensions: &[&str]) -> Result
         return Err(bad("is a directory; give a file name".into()));
     }
     let dir = parent_dir(path);
+    if dir.exists() && !dir.is_dir() {
+        return Err(bad(format!("{} is not a directory", dir.display())));
+    }
     if !dir.is_dir() {
         return Err(bad(format!(
             "its directory {} does not exist",

@@ -10,14 +10,16 @@ use std::path::Path;
 use crate::checkpoint;
 use crate::data::read_idx_from;
 use crate::models::MlpConfig;
+use crate::train::TrainState;
 
 /// The largest storage binding the checkpoint target checks tensors against (wgpu's default
 /// limit, 128 MiB; adapters may allow more).
 pub const FUZZ_MAX_BINDING_BYTES: u64 = 128 << 20;
 
 /// The IDX reader on `data` as a file's contents: raw, or gzip when it starts with the gzip
-/// magic bytes. Allocates at most `data.len()` bytes for a raw file and, for a gzip stream,
-/// at most twice what it inflates to, which is bounded by 1032 times `data.len()`.
+/// magic bytes. Allocates at most `data.len()` bytes for a raw file's data and, for a gzip
+/// stream, at most twice what it inflates to, which the reader bounds by 1032 times
+/// `data.len()` (deflate's largest ratio).
 pub fn idx(data: &[u8]) {
     let _ = read_idx_from(data, data.len() as u64);
 }
@@ -49,5 +51,15 @@ pub fn checkpoint(data: &[u8]) {
         if ckpt.check_buildable(kind, FUZZ_MAX_BINDING_BYTES).is_ok() {
             let _ = MlpConfig::from_metadata(&ckpt.metadata, &ckpt.path);
         }
+    }
+}
+
+/// The training-state loader (`--resume`) on `data` as a file's contents
+/// ([`TrainState::load_bytes`]), then the model part as a checkpoint. Allocates at most about
+/// three times `data.len()`.
+pub fn train_state(data: &[u8]) {
+    if let Ok(state) = TrainState::load_bytes(data, Path::new("fuzz-input.safetensors")) {
+        let ckpt = state.model_checkpoint(Path::new("fuzz-input.safetensors"));
+        let _ = ckpt.check_buildable(state.kind, FUZZ_MAX_BINDING_BYTES);
     }
 }

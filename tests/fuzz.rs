@@ -6,10 +6,14 @@
 //! stated allocation bound, measured by a counting allocator: the peak of live heap bytes
 //! during the call, on the calling thread.
 //!
-//! The bound: 16 times the input plus 8 MiB for the raw IDX and checkpoint readers (the
-//! input's values copied once, the safetensors header parsed once, the inflater's window), and
-//! for `idx_gz`, whose input is compressed first, the same plus 1 MiB per KiB of input (the
-//! inflated data is at most the input itself; the encoder's buffers are fixed).
+//! The bounds, the same as the libFuzzer runs state (fuzz/README.md):
+//! - `checkpoint` and `train_state`: 16 times the input plus 8 MiB (the tensors' values copied
+//!   once or twice, the safetensors header parsed once);
+//! - `idx`: 2 x 1032 times the input plus 8 MiB: a gzip stream can inflate to 1032 times its
+//!   size (deflate's limit, which the reader enforces against the declared size), read into a
+//!   growing buffer; a raw file is read into a buffer of exactly its declared size;
+//! - `idx_gz`, whose input is compressed first: 16 times the input plus 8 MiB plus 1 MiB per
+//!   KiB of input (the inflated data is the input itself; the encoder's buffers).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -80,8 +84,13 @@ fn root() -> PathBuf {
 
 /// Every file in fuzz/seeds/TARGET and fuzz/corpus/TARGET, sorted by path.
 fn inputs(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
+    inputs_in(target, &["seeds", "corpus"])
+}
+
+/// Every file in fuzz/DIR/TARGET for each of `dirs`, sorted by path.
+fn inputs_in(target: &str, dirs: &[&str]) -> Vec<(PathBuf, Vec<u8>)> {
     let mut out = Vec::new();
-    for dir in ["seeds", "corpus"] {
+    for dir in dirs {
         let Ok(entries) = std::fs::read_dir(root().join(dir).join(target)) else {
             continue;
         };
@@ -196,7 +205,9 @@ const MIB: usize = 1 << 20;
 
 #[test]
 fn idx_reader_survives_its_corpus_and_mutations() {
-    let n = run("idx", deepgen::fuzz::idx, 3000, |len| 16 * len + 8 * MIB);
+    let n = run("idx", deepgen::fuzz::idx, 3000, |len| {
+        2 * 1032 * len + 8 * MIB
+    });
     assert!(n > 3000);
 }
 
@@ -210,6 +221,13 @@ fn gzipped_idx_reader_survives_its_corpus_and_mutations() {
 #[test]
 fn checkpoint_loader_survives_its_corpus_and_mutations() {
     run("checkpoint", deepgen::fuzz::checkpoint, 3000, |len| {
+        16 * len + 8 * MIB
+    });
+}
+
+#[test]
+fn train_state_loader_survives_its_corpus_and_mutations() {
+    run("train_state", deepgen::fuzz::train_state, 2000, |len| {
         16 * len + 8 * MIB
     });
 }
@@ -244,11 +262,11 @@ fn the_allocation_counter_counts() {
     assert!(peak_bytes(|_| {}, &[]) < 1024);
 }
 
-/// Mutations are not all refused at the first byte: some reach the data (the pass tests
-/// the readers' depths, not only their magic-number checks).
+/// Mutations are not all refused at the first byte: some of the seeds' reach the data (the
+/// pass tests the readers' depths, not only their magic-number checks).
 #[test]
 fn mutations_reach_valid_inputs() {
-    let corpus = inputs("idx");
+    let corpus = inputs_in("idx", &["seeds"]);
     let mut rng = StdRng::seed_from_u64(1);
     let mut ok = 0;
     for _ in 0..500 {

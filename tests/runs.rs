@@ -501,7 +501,14 @@ fn a_batch_size_beyond_the_adapter_is_refused_naming_the_largest_that_fits() {
     let o = train(
         "dcgan",
         &dir.path().join("run"),
-        &["--limit", "64", "--epochs", "1", "--batch-size", &too_many],
+        &[
+            "--limit",
+            &too_many,
+            "--epochs",
+            "1",
+            "--batch-size",
+            &too_many,
+        ],
     );
     if fits < 65_536 {
         assert_eq!(o.status.code(), Some(1), "{}", text(&o));
@@ -515,6 +522,13 @@ fn a_batch_size_beyond_the_adapter_is_refused_naming_the_largest_that_fits() {
             !dir.path().join("run/metrics.jsonl").exists(),
             "checked before the run"
         );
+        // With fewer training images than the batch size, the batches are smaller: it runs.
+        let o = train(
+            "dcgan",
+            &dir.path().join("small"),
+            &["--limit", "16", "--epochs", "1", "--batch-size", &too_many],
+        );
+        assert!(o.status.success(), "{}", text(&o));
     } else {
         assert_eq!(o.status.code(), Some(2), "the parser's limit: {}", text(&o));
     }
@@ -638,18 +652,16 @@ fn eval_refuses_what_cannot_give_a_figure_before_the_work() {
     let o = run(&["eval", "--checkpoint", s(&ckpt), "--fid-samples", "1"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(stderr(&o).contains("at least 2"), "{}", text(&o));
+    // A --json path under a regular file: a directory that not even root can create.
+    let blocker = dir.path().join("not-a-dir");
+    std::fs::write(&blocker, "").unwrap();
+    let json = blocker.join("eval.json");
     let start = Instant::now();
-    let o = run(&[
-        "eval",
-        "--checkpoint",
-        s(&ckpt),
-        "--json",
-        "/no/such/dir/eval.json",
-    ]);
+    let o = run(&["eval", "--checkpoint", s(&ckpt), "--json", s(&json)]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(
-        stderr(&o).contains("--json /no/such/dir/eval.json")
-            && stderr(&o).contains("does not exist"),
+        stderr(&o).contains(&format!("--json {}", json.display()))
+            && stderr(&o).contains("not-a-dir is not a directory"),
         "{}",
         text(&o)
     );

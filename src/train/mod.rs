@@ -358,25 +358,32 @@ pub fn stop_requested() -> bool {
 }
 
 /// Refuses a batch size whose largest intermediate would not fit in one of the adapter's
-/// storage bindings ([`max_batch_size`]), naming the largest that fits. Called by [`fit`]
-/// before anything is written.
+/// storage bindings ([`max_batch_size`]), naming the largest that fits. `images` is the
+/// number of training images: a batch is never larger. Called by [`fit`] before anything is
+/// written.
 ///
 /// Errors: [`Error::Invalid`] naming `--batch-size`.
-pub fn check_batch_size(gpu: &Gpu, batch_size: usize, model: &dyn Model) -> Result<()> {
+pub fn check_batch_size(
+    gpu: &Gpu,
+    batch_size: usize,
+    images: usize,
+    model: &dyn Model,
+) -> Result<()> {
     let (kind, meta) = (model.kind(), model.metadata());
     let binding = gpu.max_binding_bytes();
     let max = max_batch_size(kind, &meta, binding);
-    if batch_size <= max {
+    let largest = batch_size.min(images);
+    if largest <= max {
         return Ok(());
     }
     let per_image = largest_floats_per_sample(kind, &meta);
     Err(Error::Invalid(format!(
         "--batch-size {batch_size} is too large for a `{}` model on this adapter: its largest \
-         intermediate, {per_image} floats per image, would take {} bytes, more than the \
-         adapter's largest storage binding ({binding} bytes). The largest batch size that fits \
-         is {max}",
+         intermediate, {per_image} floats per image, would take {} bytes for a batch of \
+         {largest}, more than the adapter's largest storage binding ({binding} bytes). The \
+         largest batch size that fits is {max}",
         kind.name(),
-        per_image as u64 * 4 * batch_size as u64
+        per_image as u64 * 4 * largest as u64
     )))
 }
 
@@ -559,7 +566,12 @@ fn null_fields(metrics: &impl Serialize) -> Vec<String> {
 /// [`Error::Interrupted`] when stopped; the step's and evaluation's errors; I/O errors naming
 /// the file.
 pub fn fit<T: Trainable>(gpu: &Gpu, cfg: &TrainConfig, trainer: &mut T) -> Result<Vec<T::Metrics>> {
-    check_batch_size(gpu, cfg.batch_size, trainer.model())?;
+    check_batch_size(
+        gpu,
+        cfg.batch_size,
+        trainer.train_set().len(),
+        trainer.model(),
+    )?;
     let run = RunDir::open(&cfg.out_dir, cfg.existing())?;
     gpu.manual_seed(cfg.seed);
     trainer.begin()?;

@@ -241,11 +241,19 @@ impl TrainState {
     /// a NaN or an infinity.
     pub fn load(path: &Path) -> Result<TrainState> {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        TrainState::load_bytes(&bytes, path)
+    }
+
+    /// Parses the bytes of a training state; `path` names it in errors. Host memory: about
+    /// twice the bytes given.
+    ///
+    /// Errors: as [`TrainState::load`].
+    pub fn load_bytes(bytes: &[u8], path: &Path) -> Result<TrainState> {
         let bad = |reason: String| Error::Checkpoint {
             path: path.to_path_buf(),
             reason,
         };
-        let (_, header) = SafeTensors::read_metadata(&bytes)
+        let (_, header) = SafeTensors::read_metadata(bytes)
             .map_err(|e| bad(format!("not a valid safetensors file ({e})")))?;
         let meta: BTreeMap<String, String> = header
             .metadata()
@@ -276,7 +284,7 @@ impl TrainState {
         let kind_name = get("model")?;
         let kind = ModelKind::from_name(kind_name)
             .ok_or_else(|| bad(format!("unknown model kind {kind_name:?}")))?;
-        let st = SafeTensors::deserialize(&bytes)
+        let st = SafeTensors::deserialize(bytes)
             .map_err(|e| bad(format!("unreadable tensors ({e})")))?;
         let f32s = |name: &str| -> Result<(Vec<usize>, Vec<f32>)> {
             let view = st
