@@ -280,6 +280,17 @@ fn a_rerun_into_a_finished_run_is_refused_and_loses_nothing() {
         "{}",
         text(&o)
     );
+    let o = train(
+        "gan",
+        &out,
+        &["--limit", "128", "--epochs", "2", "--resume"],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        stderr(&o).contains("it holds a `vae` run, and this command trains a `gan`"),
+        "{}",
+        text(&o)
+    );
     let o = train("vae", &out, &["--limit", "64", "--epochs", "1", "--force"]);
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(metrics(&out)[0]["train_images"], 64);

@@ -78,7 +78,7 @@ pub fn frechet_distance(a: &[f64], b: &[f64], d: usize) -> Result<f64> {
 /// mean = mean_a + delta n_b / n and M = M_a + M_b + delta delta^T n_a n_b / n. Memory is
 /// O(d^2) whatever the number of rows, so the Frechet statistics of any number of generated
 /// images take constant memory; the result equals [`mean_cov`] of all rows up to float
-/// rounding (tests/eval.rs checks it).
+/// rounding (tests/eval_streaming.rs checks it).
 #[derive(Clone, Debug)]
 pub struct FeatureStats {
     n: usize,

@@ -546,6 +546,61 @@ fn null_fields(metrics: &impl Serialize) -> Vec<String> {
     out
 }
 
+/// What [`fit`] continues from on `--resume`: the first epoch to run, the epoch in progress
+/// (if the run stopped inside one) and the last good checkpoint.
+type Resumed = (usize, Option<PartialEpoch>, Option<PathBuf>);
+
+/// Loads OUT/train_state.safetensors, checks it against this run and restores it into
+/// `trainer` and the GPU generator ([`restore`]), keeps the metrics lines of the epochs it
+/// holds, and says where the run resumes. None when the run has all its epochs already.
+///
+/// Errors: as [`TrainState::load`] and [`restore`]; [`Error::OutDir`] if `--epochs` is below
+/// the epoch in progress.
+fn resume<T: Trainable>(
+    gpu: &Gpu,
+    cfg: &TrainConfig,
+    run: &RunDir,
+    trainer: &mut T,
+    settings: &BTreeMap<String, String>,
+) -> Result<Option<Resumed>> {
+    let state = TrainState::load(&run.state_path())?;
+    restore(gpu, trainer, &state, &run.state_path(), settings)?;
+    run.keep_metrics_up_to(state.epochs_done)?;
+    let first_epoch = state.epochs_done + 1;
+    let last_good = (state.epochs_done > 0).then(|| run.model_path());
+    match &state.partial {
+        Some(p) => println!(
+            "resuming {} at epoch {first_epoch}, step {} of {}",
+            run.path().display(),
+            p.steps_done + 1,
+            p.batches.len()
+        ),
+        None => println!(
+            "resuming {} after epoch {}",
+            run.path().display(),
+            state.epochs_done
+        ),
+    }
+    if first_epoch > cfg.epochs {
+        if state.partial.is_some() {
+            return Err(Error::OutDir {
+                path: cfg.out_dir.clone(),
+                reason: format!(
+                    "--resume: epoch {first_epoch} is in progress, but --epochs is {}",
+                    cfg.epochs
+                ),
+            });
+        }
+        println!(
+            "it has finished {} epochs already (--epochs {}): nothing to do; pass a larger \
+             --epochs to train on",
+            state.epochs_done, cfg.epochs
+        );
+        return Ok(None);
+    }
+    Ok(Some((first_epoch, state.partial, last_good)))
+}
+
 /// Trains `trainer` for `cfg.epochs` epochs. Checks the batch size against the adapter
 /// ([`check_batch_size`]); opens the output directory ([`RunDir::open`]: locked, stray
 /// temporary files removed, a directory holding another run refused unless `cfg.force` or
@@ -576,50 +631,15 @@ pub fn fit<T: Trainable>(gpu: &Gpu, cfg: &TrainConfig, trainer: &mut T) -> Resul
     gpu.manual_seed(cfg.seed);
     trainer.begin()?;
     let settings = run_settings(cfg, trainer);
-    let mut first_epoch = 1;
-    let mut partial = None;
-    // The checkpoint of this run's last epoch whose every value was finite.
-    let mut last_good: Option<PathBuf> = None;
-    if cfg.resume {
-        let state = TrainState::load(&run.state_path())?;
-        restore(gpu, trainer, &state, &run.state_path(), &settings)?;
-        run.keep_metrics_up_to(state.epochs_done)?;
-        first_epoch = state.epochs_done + 1;
-        if state.epochs_done > 0 {
-            last_good = Some(run.model_path());
+    let (first_epoch, mut partial, mut last_good) = if cfg.resume {
+        match resume(gpu, cfg, &run, trainer, &settings)? {
+            Some(r) => r,
+            None => return Ok(Vec::new()),
         }
-        partial = state.partial;
-        match &partial {
-            Some(p) => println!(
-                "resuming {} at epoch {first_epoch}, step {} of {}",
-                run.path().display(),
-                p.steps_done + 1,
-                p.batches.len()
-            ),
-            None => println!(
-                "resuming {} after epoch {}",
-                run.path().display(),
-                state.epochs_done
-            ),
-        }
-        if first_epoch > cfg.epochs {
-            if partial.is_some() {
-                return Err(Error::OutDir {
-                    path: cfg.out_dir.clone(),
-                    reason: format!(
-                        "--resume: epoch {first_epoch} is in progress, but --epochs is {}",
-                        cfg.epochs
-                    ),
-                });
-            }
-            println!(
-                "it has finished {} epochs already (--epochs {}): nothing to do; pass a larger \
-                 --epochs to train on",
-                state.epochs_done, cfg.epochs
-            );
-            return Ok(Vec::new());
-        }
-    }
+    } else {
+        // The checkpoint of this run's last epoch whose every value was finite: none yet.
+        (1, None, None)
+    };
     let resumable = !trainer.optimizers().is_empty();
     let pixels = trainer.train_set().pixels();
     let n_train = trainer.train_set().len();
@@ -692,7 +712,7 @@ pub fn fit<T: Trainable>(gpu: &Gpu, cfg: &TrainConfig, trainer: &mut T) -> Resul
                         .collect::<Result<Vec<_>>>()?;
                     let p = PartialEpoch {
                         steps_done: step + 1,
-                        batches: batches.clone(),
+                        batches,
                         sums,
                         images,
                         seconds: seconds_before + start.elapsed().as_secs_f64(),
