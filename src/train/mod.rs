@@ -463,12 +463,6 @@ fn restore<T: Trainable>(
         )));
     }
     let names: Vec<&'static str> = trainer.optimizers().iter().map(|(n, _)| *n).collect();
-    if names.is_empty() {
-        return Err(out_dir(format!(
-            "--resume: a `{}` trainer does not list its optimizers, so it cannot be resumed",
-            kind.name()
-        )));
-    }
     let saved: Vec<&str> = state.optimizers.keys().map(String::as_str).collect();
     let mut sorted = names.clone();
     sorted.sort();
@@ -627,6 +621,17 @@ pub fn fit<T: Trainable>(gpu: &Gpu, cfg: &TrainConfig, trainer: &mut T) -> Resul
         trainer.train_set().len(),
         trainer.model(),
     )?;
+    let resumable = !trainer.optimizers().is_empty();
+    if cfg.resume && !resumable {
+        return Err(Error::OutDir {
+            path: cfg.out_dir.clone(),
+            reason: format!(
+                "--resume: a `{}` trainer does not list its optimizers, so its runs cannot be \
+                 resumed",
+                trainer.model().kind().name()
+            ),
+        });
+    }
     let run = RunDir::open(&cfg.out_dir, cfg.existing())?;
     gpu.manual_seed(cfg.seed);
     trainer.begin()?;
@@ -640,7 +645,6 @@ pub fn fit<T: Trainable>(gpu: &Gpu, cfg: &TrainConfig, trainer: &mut T) -> Resul
         // The checkpoint of this run's last epoch whose every value was finite: none yet.
         (1, None, None)
     };
-    let resumable = !trainer.optimizers().is_empty();
     let pixels = trainer.train_set().pixels();
     let n_train = trainer.train_set().len();
     let mut history = Vec::new();
