@@ -104,9 +104,18 @@ pub struct TrainArgs {
     /// Use only the first N training and N test images (for quick runs).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub limit: Option<u64>,
-    /// Output directory [default: runs/MODEL].
+    /// Output directory [default: runs/MODEL]. A directory that holds another run is refused
+    /// unless --force or --resume is given.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Replace the run the output directory holds (its metrics, checkpoint and training
+    /// state are deleted first).
+    #[arg(long, conflicts_with = "resume")]
+    pub force: bool,
+    /// Continue the run the output directory holds from its training state (saved after
+    /// every epoch and on Ctrl-C), with the same settings; --epochs may be raised.
+    #[arg(long)]
+    pub resume: bool,
     /// Weight of the KL term of the VAE loss (1 = the ELBO; >1 = beta-VAE).
     #[arg(long, default_value_t = 1.0, value_parser = non_negative_f32, allow_negative_numbers = true)]
     pub beta: f32,
@@ -146,6 +155,16 @@ pub enum ArchArg {
     Mlp,
 }
 
+fn fid_samples(s: &str) -> Result<u64, String> {
+    let v: u64 = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a whole number"))?;
+    if v == 1 {
+        return Err("a covariance needs at least 2 samples: give 0 (skip) or 2 or more".into());
+    }
+    Ok(v)
+}
+
 fn fraction(s: &str) -> Result<f64, String> {
     let v: f64 = s.parse().map_err(|_| format!("`{s}` is not a number"))?;
     if !(0.0..=1.0).contains(&v) {
@@ -175,6 +194,9 @@ pub struct DebiasArgs {
     /// Output directory (debias.json, upweighted.png, one folder per run).
     #[arg(long, default_value = "runs/debias")]
     pub out: PathBuf,
+    /// Replace the runs the output directory holds.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Options of `deepgen sample`.
@@ -186,7 +208,8 @@ pub struct SampleArgs {
     /// Number of samples.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub n: u64,
-    /// Output: a .png grid, or a .npy file of N x 28 x 28 float32 intensities in [0, 1].
+    /// Output: a .png grid, or a .npy file of N x 28 x 28 float32 intensities in [0, 1]
+    /// (other extensions are refused).
     #[arg(long, default_value = "samples.png")]
     pub out: PathBuf,
     /// Seed of the latent codes.
@@ -258,12 +281,14 @@ pub struct EvalArgs {
     /// Evaluate the likelihood on the first N test images [default: all 10,000].
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub test_images: Option<u64>,
-    /// Generated samples for the classifier-Frechet distance and class entropy (0: skip).
-    #[arg(long, default_value_t = 10_000)]
+    /// Generated samples for the classifier-Frechet distance and class entropy (0: skip; else
+    /// at least 2).
+    #[arg(long, default_value_t = 10_000, value_parser = fid_samples)]
     pub fid_samples: u64,
-    /// Digit classifier checkpoint for the Frechet distance.
-    #[arg(long, default_value = "runs/classifier/model.safetensors")]
-    pub classifier: PathBuf,
+    /// Digit classifier checkpoint for the Frechet distance [default: the one built into
+    /// deepgen, models/classifier/model.safetensors].
+    #[arg(long)]
+    pub classifier: Option<PathBuf>,
     /// Use the fixed binarization of the test set (automatic for --binarize checkpoints).
     #[arg(long)]
     pub binarize: bool,

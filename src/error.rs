@@ -20,9 +20,10 @@ pub enum Error {
     )]
     NoAdapter,
 
-    /// `DEEPGEN_ADAPTER` was set but matched no adapter name.
+    /// `DEEPGEN_ADAPTER` was set but matched no adapter (name and backend).
     #[error(
-        "no adapter name contains {wanted:?} (from DEEPGEN_ADAPTER); adapters found: {available}"
+        "no adapter matches {wanted:?} (from DEEPGEN_ADAPTER: every word must occur in the name \
+         or the [backend]); adapters found: {available}"
     )]
     AdapterNotFound {
         /// The substring that was asked for.
@@ -85,21 +86,51 @@ pub enum Error {
         source: std::io::Error,
     },
 
-    /// The training loss became NaN or infinite.
+    /// A training loss or metric became NaN or infinite.
     #[error(
-        "training diverged: loss is {value} at epoch {epoch}, step {step}; \
-         stopped without overwriting the last good checkpoint{}",
-        checkpoint.as_ref().map(|p| format!(" ({})", p.display())).unwrap_or_default()
+        "training diverged at epoch {epoch}, step {step}: {value} in {quantity}; stopped {}",
+        match checkpoint {
+            Some(p) => format!("without overwriting the last good checkpoint ({})", p.display()),
+            None => "before any epoch finished, so no checkpoint was written".to_string(),
+        }
     )]
     NonFiniteLoss {
-        /// The loss value that was read back (NaN or +-inf).
+        /// What was NaN or infinite: a shown loss (`loss`, `d_loss`) or metrics fields
+        /// (`test_loss`, `test_kl_per_dim[3]`).
+        quantity: String,
+        /// The value that was read back (NaN or +-inf).
         value: f32,
         /// 1-based epoch.
         epoch: usize,
-        /// 1-based step within the epoch.
+        /// 1-based step within the epoch (the epoch's last for its means and evaluation).
         step: usize,
-        /// The checkpoint that was kept, if one had been written.
+        /// The checkpoint of the run's last epoch whose every value was finite, if one was
+        /// written.
         checkpoint: Option<PathBuf>,
+    },
+
+    /// An output directory that a run cannot use as asked: it holds another run, another
+    /// run holds its lock, or it has nothing to resume.
+    #[error("output directory {}: {reason}", path.display())]
+    OutDir {
+        /// The directory.
+        path: PathBuf,
+        /// What is wrong, and what to pass instead.
+        reason: String,
+    },
+
+    /// A training run stopped at a step boundary because it was asked to (Ctrl-C, SIGTERM).
+    #[error("stopped at epoch {epoch}, step {step}, as asked; {}", match state {
+        Some(p) => format!("its state is in {}: continue with the same command and --resume", p.display()),
+        None => "this model cannot be resumed, so nothing was saved".to_string(),
+    })]
+    Interrupted {
+        /// 1-based epoch in progress.
+        epoch: usize,
+        /// Steps of it done.
+        step: usize,
+        /// The training state written (to resume from), if the trainer supports resuming.
+        state: Option<PathBuf>,
     },
 }
 

@@ -30,6 +30,7 @@ pub mod data;
 pub mod error;
 pub mod eval;
 pub mod files;
+pub mod fuzz;
 pub mod gpu;
 pub mod infer;
 pub mod latent;

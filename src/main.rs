@@ -4,6 +4,8 @@ mod cli;
 #[path = "../benches/workbench/mod.rs"]
 mod workbench;
 
+use std::process::ExitCode;
+
 use anyhow::{Context, Result};
 use clap::Parser;
 
@@ -12,8 +14,9 @@ use cli::{
     TrainArgs, TraverseArgs,
 };
 use deepgen::data::Mnist;
-use deepgen::eval::report::{EvalOptions, evaluate};
+use deepgen::eval::report::{EvalOptions, check_options, evaluate};
 use deepgen::eval::score::{OutlierOptions, Score, detect_outliers};
+use deepgen::files::check_output_file;
 use deepgen::infer::prior_samples;
 use deepgen::latent::{self, TraversalSpec};
 use deepgen::models::ModelKind;
@@ -26,7 +29,26 @@ use deepgen::train::{
 use deepgen::viz::grid_cols;
 use deepgen::{Gpu, checkpoint, viz};
 
-fn main() -> Result<()> {
+/// Runs the command; on error prints it with its causes (as returning an error from `main`
+/// does) and exits with status 1, or 130 for a training run stopped by Ctrl-C or SIGTERM (the
+/// shell's convention for SIGINT).
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e:?}");
+            let interrupted = e.chain().any(|c| {
+                matches!(
+                    c.downcast_ref::<deepgen::Error>(),
+                    Some(deepgen::Error::Interrupted { .. })
+                )
+            });
+            ExitCode::from(if interrupted { 130 } else { 1 })
+        }
+    }
+}
+
+fn run() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Info => info(),
@@ -41,8 +63,44 @@ fn main() -> Result<()> {
     }
 }
 
+/// Opens the GPU; warns when the adapter is OpenGL's, which wgpu falls back to when no
+/// Vulkan, Metal or DX12 driver is installed.
 fn open_gpu() -> Result<Gpu> {
-    Gpu::new().context("opening the GPU")
+    let gpu = Gpu::new().context("opening the GPU")?;
+    let s = gpu.summary();
+    if s.backend == "Gl" {
+        let chosen = std::env::var(deepgen::gpu::ADAPTER_ENV).is_ok_and(|v| !v.trim().is_empty());
+        let why = if chosen {
+            format!("as {} asked", deepgen::gpu::ADAPTER_ENV)
+        } else {
+            "no Vulkan, Metal or DX12 driver was found".to_string()
+        };
+        eprintln!(
+            "warning: using {} through OpenGL ({why}); the GL backend lacks features deepgen \
+             relies on. On CPU-only Linux install Mesa's lavapipe (`apt-get install \
+             mesa-vulkan-drivers`); {}=<words of the name or [backend]> picks an adapter",
+            s.name,
+            deepgen::gpu::ADAPTER_ENV
+        );
+    }
+    Ok(gpu)
+}
+
+/// Ctrl-C (and SIGTERM) ask a training run to stop at the next step boundary, saving a state
+/// that `--resume` continues from; a second Ctrl-C quits at once.
+fn stop_on_ctrl_c() {
+    let handler = ctrlc::set_handler(|| {
+        if deepgen::train::request_stop() {
+            eprintln!("\nstopping now, without saving");
+            std::process::exit(130);
+        }
+        eprintln!(
+            "\nstopping after this step and saving the training state (Ctrl-C again to quit at once)"
+        );
+    });
+    if let Err(e) = handler {
+        eprintln!("warning: Ctrl-C will not save a resumable state ({e})");
+    }
 }
 
 fn info() -> Result<()> {
@@ -105,8 +163,11 @@ fn train(args: TrainArgs) -> Result<()> {
         log_every: args.log_every as usize,
         progress: !args.no_progress,
         binarize: args.binarize,
+        force: args.force,
+        resume: args.resume,
     };
     let gpu = open_gpu()?;
+    stop_on_ctrl_c();
     println!(
         "deepgen: training {} on {} ({}), output in {}",
         kind.name(),
@@ -151,6 +212,7 @@ fn train(args: TrainArgs) -> Result<()> {
 }
 
 fn sample(args: SampleArgs) -> Result<()> {
+    check_output_file(&args.out, "--out", &["png", "npy"])?;
     let ckpt = checkpoint::load(&args.checkpoint).context("loading the checkpoint")?;
     if let Some(wanted) = args.model {
         ckpt.expect_kind(wanted)?;
@@ -180,6 +242,7 @@ fn sample(args: SampleArgs) -> Result<()> {
 }
 
 fn traverse(args: TraverseArgs) -> Result<()> {
+    check_output_file(&args.out, "--out", &["png"])?;
     let gpu = open_gpu()?;
     let model = checkpoint::load(&args.checkpoint)?.into_model(&gpu)?;
     let mnist = Mnist::load(&args.data)?;
@@ -220,6 +283,7 @@ fn traverse(args: TraverseArgs) -> Result<()> {
 }
 
 fn interpolate(args: InterpolateArgs) -> Result<()> {
+    check_output_file(&args.out, "--out", &["png"])?;
     let gpu = open_gpu()?;
     let model = checkpoint::load(&args.checkpoint)?.into_model(&gpu)?;
     let mnist = Mnist::load(&args.data)?;
@@ -251,7 +315,9 @@ fn interpolate(args: InterpolateArgs) -> Result<()> {
 }
 
 fn eval(args: EvalArgs) -> Result<()> {
-    let gpu = open_gpu()?;
+    if let Some(path) = &args.json {
+        check_output_file(path, "--json", &[])?;
+    }
     let opts = EvalOptions {
         data_dir: args.data,
         iwae_k: args.samples as usize,
@@ -260,7 +326,10 @@ fn eval(args: EvalArgs) -> Result<()> {
         classifier: args.classifier,
         binarize: args.binarize,
         seed: args.seed,
+        progress: true,
     };
+    check_options(&opts)?;
+    let gpu = open_gpu()?;
     let r = evaluate(&gpu, &args.checkpoint, &opts).context("evaluating")?;
     println!(
         "model {} ({}){}",
@@ -315,7 +384,9 @@ fn debias(args: DebiasArgs) -> Result<()> {
         limit: args.limit.map(|n| n as usize),
         out_dir: args.out,
         progress: true,
+        force: args.force,
     };
+    stop_on_ctrl_c();
     let report = run_debias(&gpu, &exp, |seed, name, m| {
         println!(
             "seed {seed} {name:>5}: accuracy common {:.4}  rare {:.4}  gap {:+.4}  (inverted odd digits {:.4})",
@@ -369,6 +440,7 @@ fn outliers(args: OutlierArgs) -> Result<()> {
         limit: args.limit.map(|n| n as usize),
         out_dir: args.out,
         seed: args.seed,
+        progress: true,
     };
     let s = detect_outliers(&gpu, &opts).context("outlier detection")?;
     println!(

@@ -195,45 +195,128 @@ fn diverging_loss_stops_and_keeps_the_last_good_checkpoint() {
     let good = config(dir.path(), 128, 1);
     train_vae(&gpu, &good).unwrap();
     let before = std::fs::read(good.checkpoint_path()).unwrap();
-    // ... then a run with an absurd learning rate diverges in the same directory.
+    let metrics = std::fs::read(good.metrics_path()).unwrap();
+    // ... a second run into the same directory is refused, and loses nothing ...
     let bad = TrainConfig {
         lr: 1e30,
         log_every: 1,
         epochs: 2,
         ..good.clone()
     };
-    let Err(err) = train_vae(&gpu, &bad) else {
+    match train_vae(&gpu, &bad) {
+        Err(Error::OutDir { reason, .. }) => {
+            assert!(
+                reason.contains("--force") && reason.contains("--resume"),
+                "{reason}"
+            )
+        }
+        Err(other) => panic!("expected OutDir, got {other:?}"),
+        Ok(_) => panic!("a second run into a finished run's directory must be refused"),
+    }
+    assert_eq!(std::fs::read(good.checkpoint_path()).unwrap(), before);
+    assert_eq!(std::fs::read(good.metrics_path()).unwrap(), metrics);
+    // ... and with --force it replaces the run: it diverges in its first epoch, so no
+    // checkpoint is left to be called "the last good one".
+    let forced = TrainConfig { force: true, ..bad };
+    let Err(err) = train_vae(&gpu, &forced) else {
         panic!("training with lr 1e30 should diverge")
     };
     match &err {
         Error::NonFiniteLoss {
+            quantity,
             value,
             epoch,
             step,
             checkpoint,
         } => {
             assert!(!value.is_finite());
-            assert_eq!(*epoch, 1);
+            assert_eq!((quantity.as_str(), *epoch), ("loss", 1));
             assert!(*step >= 2);
-            assert_eq!(
-                checkpoint.as_deref(),
-                Some(good.checkpoint_path().as_path())
-            );
+            assert_eq!(checkpoint, &None, "no epoch of this run finished");
         }
         other => panic!("expected NonFiniteLoss, got {other:?}"),
     }
     let msg = err.to_string();
     assert!(msg.contains("epoch 1") && msg.contains("step"), "{msg}");
-    assert_eq!(
-        std::fs::read(good.checkpoint_path()).unwrap(),
-        before,
-        "the checkpoint was overwritten"
+    assert!(
+        !good.checkpoint_path().exists(),
+        "--force deleted the old run"
     );
-    // The kept checkpoint still loads.
-    checkpoint::load(&good.checkpoint_path())
-        .unwrap()
-        .into_model(&gpu)
-        .unwrap();
+    assert_eq!(std::fs::read_to_string(good.metrics_path()).unwrap(), "");
+}
+
+/// The VAE trainer with its test loss turned NaN from `poison_from` on: what a run sees when
+/// the weights diverge while the training losses still read finite.
+struct NanTestLoss<'m> {
+    inner: deepgen::train::vae::VaeTrainer<'m>,
+    poison_from: usize,
+}
+
+impl deepgen::train::Trainable for NanTestLoss<'_> {
+    type Metrics = deepgen::train::vae::VaeMetrics;
+    fn model(&self) -> &dyn deepgen::models::Model {
+        self.inner.model()
+    }
+    fn train_set(&self) -> &deepgen::data::Dataset {
+        self.inner.train_set()
+    }
+    fn step(&mut self, batch: &deepgen::train::Batch) -> deepgen::Result<deepgen::train::Step> {
+        self.inner.step(batch)
+    }
+    fn end_epoch(
+        &mut self,
+        stats: &deepgen::train::EpochStats,
+    ) -> deepgen::Result<deepgen::train::vae::VaeMetrics> {
+        let mut m = self.inner.end_epoch(stats)?;
+        if stats.epoch >= self.poison_from {
+            m.test_loss = f64::NAN;
+        }
+        Ok(m)
+    }
+    fn optimizers(&mut self) -> Vec<(&'static str, &mut Optimizer)> {
+        self.inner.optimizers()
+    }
+}
+
+#[test]
+fn a_nan_test_loss_stops_the_run_and_the_last_good_epoch_stays() {
+    use deepgen::train::fit;
+    use deepgen::train::vae::{Autoencoding, VaeTrainer};
+    let dir = tempfile::tempdir().unwrap();
+    let gpu = gpu();
+    let cfg = config(dir.path(), 128, 3);
+    let model = Vae::new(
+        &gpu,
+        MlpConfig::default(),
+        &mut rand::rngs::StdRng::seed_from_u64(0),
+    )
+    .unwrap();
+    let data = cfg.load_data().unwrap();
+    let inner = VaeTrainer::new(&gpu, &cfg, Autoencoding::Variational(&model), data);
+    let mut trainer = NanTestLoss {
+        inner,
+        poison_from: 2,
+    };
+    let err = fit(&gpu, &cfg, &mut trainer).unwrap_err();
+    match &err {
+        Error::NonFiniteLoss {
+            quantity,
+            epoch,
+            checkpoint,
+            ..
+        } => {
+            assert_eq!((quantity.as_str(), *epoch), ("test_loss", 2), "{err}");
+            assert_eq!(checkpoint.as_deref(), Some(cfg.checkpoint_path().as_path()));
+        }
+        other => panic!("expected NonFiniteLoss, got {other:?}"),
+    }
+    // Nothing of epoch 2 was written: one metrics line, the checkpoint and state of epoch 1.
+    let metrics = std::fs::read_to_string(cfg.metrics_path()).unwrap();
+    assert_eq!(metrics.lines().count(), 1, "{metrics}");
+    let ckpt = checkpoint::load(&cfg.checkpoint_path()).unwrap();
+    assert_eq!(ckpt.metadata["epoch"], "1");
+    let state = deepgen::train::TrainState::load(&cfg.state_path()).unwrap();
+    assert_eq!(state.epochs_done, 1);
 }
 
 #[test]

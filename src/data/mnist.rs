@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 
-use crate::data::idx::read_idx;
+use crate::data::idx::{read_idx, read_idx_dims};
 use crate::error::{Error, Result};
 
 /// Images and labels of one split.
@@ -81,7 +81,7 @@ impl Dataset {
     /// Reads an images file and a labels file and checks that they agree.
     ///
     /// Errors: as [`read_idx`]; [`Error::Data`] if the images are not 3-D, the labels
-    /// not 1-D, or their counts differ.
+    /// not 1-D, their counts differ, or a label is outside 0..=9 (naming the first).
     pub fn from_idx(images_path: &Path, labels_path: &Path) -> Result<Dataset> {
         let images = read_idx(images_path)?;
         let labels = read_idx(labels_path)?;
@@ -109,6 +109,12 @@ impl Dataset {
                 ),
             ));
         }
+        if let Some((i, &l)) = labels.data.iter().enumerate().find(|(_, l)| **l > 9) {
+            return Err(Error::data(
+                labels_path,
+                format!("label {l} of image {i} is not a digit class (0 to 9)"),
+            ));
+        }
         Ok(Dataset {
             images: images.data.iter().map(|&p| p as f32 / 255.0).collect(),
             labels: labels.data,
@@ -127,12 +133,26 @@ pub struct Mnist {
     pub test: Dataset,
 }
 
-/// Finds `stem.gz` or `stem` in `dir`.
+/// Finds `stem.gz` or `stem` in `dir`: the first that exists, which must be a regular file.
+///
+/// Errors: [`Error::Data`] naming the path if it is a directory, a pipe or a device, or if
+/// neither exists; [`Error::Io`] if it cannot be examined (an unreadable directory).
 fn find(dir: &Path, stem: &str) -> Result<PathBuf> {
     for name in [format!("{stem}.gz"), stem.to_string()] {
         let p = dir.join(name);
-        if p.is_file() {
-            return Ok(p);
+        match std::fs::metadata(&p) {
+            Ok(m) if m.is_file() => return Ok(p),
+            Ok(m) if m.is_dir() => {
+                return Err(Error::data(&p, "is a directory, not an IDX file"));
+            }
+            Ok(_) => {
+                return Err(Error::data(
+                    &p,
+                    "is not a regular file (a pipe, socket or device); an IDX file is expected",
+                ));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(&p, e)),
         }
     }
     Err(Error::data(
@@ -144,6 +164,53 @@ fn find(dir: &Path, stem: &str) -> Result<PathBuf> {
     ))
 }
 
+/// The images and labels files of one split in `dir`, checked by their headers alone (no
+/// data read): images `(n, 28, 28)`, labels `(n,)`.
+///
+/// Errors: as [`find`] and [`read_idx_dims`]; [`Error::Data`] naming the file for other
+/// dimensions or sizes.
+fn split_files(dir: &Path, images: &str, labels: &str) -> Result<(PathBuf, PathBuf)> {
+    let (images, labels) = (find(dir, images)?, find(dir, labels)?);
+    let dims = read_idx_dims(&images)?;
+    match dims[..] {
+        [_, IMAGE_SIDE, IMAGE_SIDE] => {}
+        [_, rows, cols] => {
+            return Err(Error::data(
+                &images,
+                format!(
+                    "images are {rows}x{cols} pixels; deepgen's models take \
+                     {IMAGE_SIDE}x{IMAGE_SIDE} images (the MNIST format)"
+                ),
+            ));
+        }
+        _ => {
+            return Err(Error::data(
+                &images,
+                format!("expected 3 dimensions (images, rows, cols), found {dims:?}"),
+            ));
+        }
+    }
+    let label_dims = read_idx_dims(&labels)?;
+    match label_dims[..] {
+        [n] if n == dims[0] => Ok((images, labels)),
+        [n] => Err(Error::data(
+            &labels,
+            format!(
+                "{n} labels but {} holds {} images",
+                images.display(),
+                dims[0]
+            ),
+        )),
+        _ => Err(Error::data(
+            &labels,
+            format!("expected 1 dimension (labels), found {label_dims:?}"),
+        )),
+    }
+}
+
+/// Side of the square images every model takes (MNIST's 28).
+pub const IMAGE_SIDE: usize = 28;
+
 impl Mnist {
     /// The file names of the four IDX files (each may also end in `.gz`).
     pub const FILES: [&'static str; 4] = [
@@ -153,26 +220,63 @@ impl Mnist {
         "t10k-labels-idx1-ubyte",
     ];
 
-    /// Loads MNIST (or any dataset in the same format, such as Fashion-MNIST) from `dir`.
+    /// Loads MNIST (or any dataset in the same format, such as Fashion-MNIST) from `dir`,
+    /// named on the command line by `--data`.
     ///
-    /// Errors: [`Error::Data`] naming the directory and how to get the data if it
-    /// does not exist or lacks a file; the errors of [`Dataset::from_idx`].
+    /// Errors: as [`Mnist::load_from`].
     pub fn load(dir: &Path) -> Result<Mnist> {
-        if !dir.is_dir() {
-            return Err(Error::data(
-                dir,
-                "data directory not found. It must hold the four MNIST IDX files \
+        Mnist::load_from(dir, "--data")
+    }
+
+    /// Loads MNIST from `dir`, which the command line named with `flag` (for messages). The
+    /// four headers are checked (28x28 images, as many labels as images) before any data is
+    /// read.
+    ///
+    /// Errors: [`Error::Data`] naming the directory, how to get the data and `flag` if it
+    /// does not exist; naming the file if one is missing, not a regular file, of other
+    /// dimensions, or malformed (the errors of [`Dataset::from_idx`]).
+    pub fn load_from(dir: &Path, flag: &str) -> Result<Mnist> {
+        check_dir(dir, flag)?;
+        let [tri, trl, tei, tel] = Self::FILES;
+        let train = split_files(dir, tri, trl)?;
+        let test = split_files(dir, tei, tel)?;
+        Ok(Mnist {
+            train: Dataset::from_idx(&train.0, &train.1)?,
+            test: Dataset::from_idx(&test.0, &test.1)?,
+        })
+    }
+
+    /// Loads only the test split of `dir` (t10k-images and t10k-labels), named on the command
+    /// line by `flag`: what an outlier set needs.
+    ///
+    /// Errors: as [`Mnist::load_from`], for the two test files.
+    pub fn load_test(dir: &Path, flag: &str) -> Result<Dataset> {
+        check_dir(dir, flag)?;
+        let (images, labels) = split_files(dir, Self::FILES[2], Self::FILES[3])?;
+        Dataset::from_idx(&images, &labels)
+    }
+}
+
+/// Refuses a data directory that does not exist (saying how to get MNIST and which option
+/// named it) or is not a directory.
+fn check_dir(dir: &Path, flag: &str) -> Result<()> {
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(Error::data(
+            dir,
+            format!("is not a directory; {flag} takes a directory holding MNIST IDX files"),
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::data(
+            dir,
+            format!(
+                "data directory not found (given by {flag}). It must hold the MNIST IDX files \
                  (train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, \
                  t10k-labels-idx1-ubyte.gz). A copy ships in data/mnist of the deepgen repository \
                  (the default --data when run from the checkout); otherwise download them from \
-                 http://yann.lecun.com/exdb/mnist/ or a mirror and pass --data DIR",
-            ));
-        }
-        let [tri, trl, tei, tel] = Self::FILES.map(|f| find(dir, f));
-        Ok(Mnist {
-            train: Dataset::from_idx(&tri?, &trl?)?,
-            test: Dataset::from_idx(&tei?, &tel?)?,
-        })
+                 http://yann.lecun.com/exdb/mnist/ or a mirror and pass {flag} DIR"
+            ),
+        )),
+        Err(e) => Err(Error::io(dir, e)),
     }
 }
 

@@ -5,8 +5,8 @@ pub mod biased;
 pub mod idx;
 mod mnist;
 
-pub use idx::{IdxArray, read_idx};
-pub use mnist::{Batches, Dataset, Mnist};
+pub use idx::{IdxArray, IdxError, read_idx, read_idx_dims, read_idx_from};
+pub use mnist::{Batches, Dataset, IMAGE_SIDE, Mnist};
 
 /// Seed of the one fixed binarization of a test set (`--binarize` training, `deepgen eval` and
 /// `deepgen outliers` on binarized checkpoints): every tool binarizes the test images the same way.

@@ -2,6 +2,8 @@
 //! log-likelihood, and the KL of each latent dimension ([`kl_per_dim`], which lives in
 //! [`crate::infer`] because training reports it too).
 
+use indicatif::ProgressBar;
+
 use crate::autograd::no_grad;
 use crate::data::Dataset;
 use crate::error::Result;
@@ -92,9 +94,21 @@ pub fn likelihood(
     k: usize,
     max_images: Option<usize>,
 ) -> Result<Likelihood> {
+    likelihood_with_progress(model, gpu, data, k, max_images, &ProgressBar::hidden())
+}
+
+/// [`likelihood`], advancing `bar` by the images done.
+pub fn likelihood_with_progress(
+    model: &dyn VariationalModel,
+    gpu: &Gpu,
+    data: &Dataset,
+    k: usize,
+    max_images: Option<usize>,
+    bar: &ProgressBar,
+) -> Result<Likelihood> {
     let n = max_images.unwrap_or(data.len()).min(data.len());
     let (mut elbo_sum, mut iwae_sum) = (0.0, 0.0);
-    for (elbo, iwae) in image_bounds(model, gpu, data, n, k)? {
+    for (elbo, iwae) in image_bounds_with_progress(model, gpu, data, n, k, bar)? {
         elbo_sum += elbo;
         iwae_sum += iwae;
     }
@@ -116,6 +130,18 @@ pub fn image_bounds(
     n: usize,
     k: usize,
 ) -> Result<Vec<(f64, f64)>> {
+    image_bounds_with_progress(model, gpu, data, n, k, &ProgressBar::hidden())
+}
+
+/// [`image_bounds`], advancing `bar` by the images done.
+pub fn image_bounds_with_progress(
+    model: &dyn VariationalModel,
+    gpu: &Gpu,
+    data: &Dataset,
+    n: usize,
+    k: usize,
+    bar: &ProgressBar,
+) -> Result<Vec<(f64, f64)>> {
     let per_batch = (model.max_decode_rows() / k.max(1)).max(1);
     let idx: Vec<usize> = (0..n.min(data.len())).collect();
     let mut out = Vec::with_capacity(idx.len());
@@ -125,6 +151,7 @@ pub fn image_bounds(
             w.chunks_exact(k)
                 .map(|image| (image.iter().sum::<f64>() / k as f64, log_mean_exp(image))),
         );
+        bar.inc(chunk.len() as u64);
     }
     Ok(out)
 }

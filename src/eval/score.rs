@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use indicatif::{ProgressBar, ProgressStyle};
 use rand::SeedableRng;
 use rand_distr::{Distribution, Uniform};
 use serde::Serialize;
@@ -9,7 +10,7 @@ use serde::Serialize;
 use crate::checkpoint;
 use crate::data::{BINARIZE_SEED, Dataset, Mnist};
 use crate::error::{Error, Result};
-use crate::eval::likelihood::image_bounds;
+use crate::eval::likelihood::image_bounds_with_progress;
 use crate::eval::outliers::{auroc, fpr_at_95_tpr};
 use crate::files::write_atomic;
 use crate::gpu::Gpu;
@@ -113,10 +114,22 @@ pub fn score_images(
     score: Score,
     k: usize,
 ) -> Result<Vec<f64>> {
+    score_images_with_progress(model, gpu, data, score, k, &ProgressBar::hidden())
+}
+
+/// [`score_images`], advancing `bar` by the images done (the importance-sampled scores).
+pub fn score_images_with_progress(
+    model: &dyn VariationalModel,
+    gpu: &Gpu,
+    data: &Dataset,
+    score: Score,
+    k: usize,
+    bar: &ProgressBar,
+) -> Result<Vec<f64>> {
     let mut out = Vec::with_capacity(data.len());
     match score {
         Score::Elbo | Score::Iwae | Score::Complexity | Score::Excess => {
-            let bounds = image_bounds(model, gpu, data, data.len(), k)?;
+            let bounds = image_bounds_with_progress(model, gpu, data, data.len(), k, bar)?;
             for (i, (elbo, iwae)) in bounds.into_iter().enumerate() {
                 let image = data.image(i);
                 out.push(match score {
@@ -173,11 +186,27 @@ pub fn rotated90(data: &Dataset) -> Dataset {
 
 /// The outlier set named on the command line: a directory of IDX files (its test split),
 /// `noise` (10,000 uniform-noise images) or `rotated` (the in-distribution test set turned 90 degrees).
+/// Only the directory's test split is read (t10k-images and t10k-labels); messages name
+/// `--ood`.
+///
+/// Errors: [`Error::Data`] naming `--ood` and the directory if it does not exist; the
+/// errors of [`Mnist::load_test`].
 pub fn outlier_set(spec: &str, inliers: &Dataset) -> Result<Dataset> {
     match spec {
         "noise" => Ok(noise_images(inliers.len(), 1)),
         "rotated" => Ok(rotated90(inliers)),
-        dir => Ok(Mnist::load(Path::new(dir))?.test),
+        dir => {
+            let path = Path::new(dir);
+            if !path.exists() {
+                return Err(Error::data(
+                    path,
+                    "--ood: no such directory. --ood takes a directory holding \
+                     t10k-images-idx3-ubyte(.gz) and t10k-labels-idx1-ubyte(.gz) (its test split \
+                     is scored), or `noise`, or `rotated`",
+                ));
+            }
+            Mnist::load_test(path, "--ood")
+        }
     }
 }
 
@@ -224,6 +253,25 @@ pub struct OutlierOptions {
     pub out_dir: PathBuf,
     /// Seed of the GPU generator.
     pub seed: u64,
+    /// Show progress bars on stderr for the scoring passes.
+    pub progress: bool,
+}
+
+/// A progress bar over the `len` images of the set `what` (hidden unless `enabled`).
+fn scoring_bar(enabled: bool, len: usize, what: &str) -> ProgressBar {
+    if !enabled {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "scoring {prefix} [{bar:30}] {pos}/{len} images {elapsed_precise} eta {eta}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar.set_prefix(what.to_string());
+    bar
 }
 
 /// Scores both sets, computes AUROC and FPR@95%TPR, and writes OUT/summary.json,
@@ -241,6 +289,9 @@ pub fn detect_outliers(gpu: &Gpu, opts: &OutlierOptions) -> Result<OutlierSummar
         ),
     })?;
     let binarized = ckpt.metadata.get("binarized").is_some_and(|v| v == "true");
+    // The output directory is made and checked before the scoring, not after it.
+    std::fs::create_dir_all(&opts.out_dir).map_err(|e| Error::io(&opts.out_dir, e))?;
+    crate::files::check_output_file(&opts.out_dir.join("summary.json"), "--out", &[])?;
     let limit = opts.limit.unwrap_or(usize::MAX);
     let mut inliers = Mnist::load(&opts.data_dir)?.test.truncate(limit);
     let mut outliers = outlier_set(&opts.ood, &inliers)?.truncate(limit);
@@ -249,8 +300,15 @@ pub fn detect_outliers(gpu: &Gpu, opts: &OutlierOptions) -> Result<OutlierSummar
         outliers = outliers.binarized(BINARIZE_SEED + 1);
     }
     gpu.manual_seed(opts.seed);
-    let in_scores = score_images(vae, gpu, &inliers, opts.score, opts.samples)?;
-    let ood_scores = score_images(vae, gpu, &outliers, opts.score, opts.samples)?;
+    let mut scores = Vec::new();
+    for (set, what) in [(&inliers, "inliers"), (&outliers, "outliers")] {
+        let bar = scoring_bar(opts.progress, set.len(), what);
+        let s = score_images_with_progress(vae, gpu, set, opts.score, opts.samples, &bar);
+        bar.finish_and_clear();
+        scores.push(s?);
+    }
+    let ood_scores = scores.pop().expect("two sets");
+    let in_scores = scores.pop().expect("two sets");
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
     let summary = OutlierSummary {
         auroc: auroc(&in_scores, &ood_scores),
@@ -263,7 +321,6 @@ pub fn detect_outliers(gpu: &Gpu, opts: &OutlierOptions) -> Result<OutlierSummar
         ood: opts.ood.clone(),
         checkpoint: opts.checkpoint.display().to_string(),
     };
-    std::fs::create_dir_all(&opts.out_dir).map_err(|e| Error::io(&opts.out_dir, e))?;
     let json = serde_json::to_string_pretty(&summary).map_err(|e| Error::Invalid(e.to_string()))?;
     write_atomic(&opts.out_dir.join("summary.json"), json.as_bytes())?;
     let mut csv = csv::Writer::from_writer(Vec::new());

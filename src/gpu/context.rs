@@ -15,8 +15,11 @@ use super::record::{ARENA_SLOTS, Batch, MAX_PARAMS_BYTES, UPLOAD_RING_BYTES};
 use super::{Gpu, GpuInner, Stats, block_on};
 use crate::error::{Error, Result};
 
-/// Environment variable that picks an adapter by (case-insensitive) substring of its name,
-/// e.g. `DEEPGEN_ADAPTER=llvmpipe` or `DEEPGEN_ADAPTER=nvidia`.
+/// Environment variable that picks an adapter: every word of its value (case-insensitive)
+/// must occur in the adapter's name or its backend, e.g. `DEEPGEN_ADAPTER=nvidia`,
+/// `DEEPGEN_ADAPTER=llvmpipe` (the first llvmpipe), `DEEPGEN_ADAPTER="llvmpipe vulkan"` or
+/// `DEEPGEN_ADAPTER="llvmpipe gl"` (Mesa exposes its CPU rasteriser through both backends
+/// under one name; the backend tells them apart).
 pub const ADAPTER_ENV: &str = "DEEPGEN_ADAPTER";
 
 /// What the adapter can do, as the layers above need it to choose kernels and tune them.
@@ -98,14 +101,18 @@ async fn select_adapter(instance: &wgpu::Instance) -> Result<wgpu::Adapter> {
         return Err(Error::NoAdapter);
     }
     if let Ok(wanted) = std::env::var(ADAPTER_ENV)
-        && !wanted.is_empty()
+        && !wanted.trim().is_empty()
     {
-        let needle = wanted.to_lowercase();
-        let names: Vec<String> = adapters.iter().map(|a| a.get_info().name).collect();
-        return match adapters
-            .into_iter()
-            .find(|a| a.get_info().name.to_lowercase().contains(&needle))
-        {
+        let words: Vec<String> = wanted.split_whitespace().map(str::to_lowercase).collect();
+        let label = |a: &wgpu::Adapter| {
+            let info = a.get_info();
+            format!("{} [{:?}]", info.name, info.backend)
+        };
+        let names: Vec<String> = adapters.iter().map(label).collect();
+        return match adapters.into_iter().find(|a| {
+            let haystack = label(a).to_lowercase();
+            words.iter().all(|w| haystack.contains(w.as_str()))
+        }) {
             Some(a) => Ok(a),
             None => Err(Error::AdapterNotFound {
                 wanted,

@@ -159,6 +159,93 @@ impl ModelKind {
     }
 }
 
+/// Where each size hyperparameter in a checkpoint's metadata shows in its stored tensors:
+/// `(metadata key, tensor name, axis)`. A checkpoint is checked against this table before a
+/// model is built from its metadata ([`crate::checkpoint::Checkpoint::check_buildable`]), so
+/// a forged `latent_dim` of 10^9 is refused with the tensor that contradicts it instead of
+/// allocating a model of that size. Every other tensor of these models has a fixed size, so
+/// the model built is no larger than a constant times the tensors in the file.
+///
+/// A new model kind adds its row: the keys its `build` arm reads, each with a tensor whose
+/// shape holds that value (PyTorch layout: a linear layer's weight is `(out, in)`). `meta`
+/// picks the row of a kind whose tensor names depend on its architecture (the WGAN-GP's `arch`).
+pub fn size_keys(
+    kind: ModelKind,
+    meta: &BTreeMap<String, String>,
+) -> &'static [(&'static str, &'static str, usize)] {
+    match kind {
+        ModelKind::Vae => &[
+            ("input_dim", "encoder.fc1.weight", 1),
+            ("hidden_dim", "encoder.fc1.weight", 0),
+            ("latent_dim", "encoder.fc_mu.weight", 0),
+        ],
+        ModelKind::Autoencoder => &[
+            ("input_dim", "encoder.fc1.weight", 1),
+            ("hidden_dim", "encoder.fc1.weight", 0),
+            ("latent_dim", "encoder.fc_z.weight", 0),
+        ],
+        ModelKind::ConvVae | ModelKind::DbVae => &[("latent_dim", "encoder.fc_mu.weight", 0)],
+        ModelKind::Gan => &[("latent_dim", "generator.fc1.weight", 1)],
+        ModelKind::Dcgan => &[("latent_dim", "generator.fc.weight", 1)],
+        ModelKind::WganGp => match meta.get("arch").map(String::as_str) {
+            Some("mlp") => &[("latent_dim", "generator.fc1.weight", 1)],
+            _ => &[("latent_dim", "generator.fc.weight", 1)],
+        },
+        ModelKind::Classifier => &[],
+    }
+}
+
+/// The largest intermediate tensor of one training step of a `kind` model, in floats per
+/// image of the batch: every activation, gradient and im2col matrix grows with the batch,
+/// and the largest must fit in one storage binding, so the batch size can be at most
+/// `max_binding_bytes / (4 * this)` ([`max_batch_size`]). `meta` gives the sizes
+/// (`latent_dim`, `hidden_dim`, `input_dim`; the defaults where absent).
+///
+/// - MLPs (VAE, autoencoder, DB-VAE, GAN): the widest layer, `max(input, hidden, latent)`;
+///   the GAN's widest generator layer has 1,024 units.
+/// - Conv VAE and classifier: the im2col matrix of the 32 -> 64 channel convolution at 7 x 7
+///   output positions, 49 rows of 32 x 4 x 4 = 512 per image, 25,088 floats (the conv VAE's
+///   decoder has its transpose in the backward pass).
+/// - DCGAN: the 128 -> 64 channel transposed convolution's column matrix, 49 rows of
+///   64 x 4 x 4 = 1,024, 50,176 floats (the discriminator's 64 -> 128 convolution has as many).
+///
+/// Measured on lavapipe (128 MiB bindings): a DCGAN step at 668 images runs and at 669 fails;
+/// the classifier and the conv VAE at 1,337 and 1,338; the VAE at 42,799 and 42,800; the GAN
+/// at 32,768 and 32,769, as these figures predict.
+pub fn largest_floats_per_sample(kind: ModelKind, meta: &BTreeMap<String, String>) -> usize {
+    let get = |key: &str, default: usize| -> usize {
+        meta.get(key)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let latent = get("latent_dim", 20);
+    match kind {
+        ModelKind::Vae | ModelKind::Autoencoder => get("input_dim", 784)
+            .max(get("hidden_dim", 400))
+            .max(latent),
+        ModelKind::DbVae => 784.max(latent),
+        ModelKind::Gan => 1024.max(latent),
+        ModelKind::ConvVae | ModelKind::Classifier => (7 * 7 * 32 * 4 * 4).max(latent),
+        ModelKind::Dcgan => (7 * 7 * 64 * 4 * 4).max(latent),
+        // The conv critic and generator are the DCGAN's; the MLP ones the MLP GAN's.
+        ModelKind::WganGp => match meta.get("arch").map(String::as_str) {
+            Some("mlp") => 1024.max(latent),
+            _ => (7 * 7 * 64 * 4 * 4).max(latent),
+        },
+    }
+}
+
+/// The largest training batch of a `kind` model whose largest intermediate
+/// ([`largest_floats_per_sample`]) fits in a storage binding of `max_binding_bytes`.
+pub fn max_batch_size(
+    kind: ModelKind,
+    meta: &BTreeMap<String, String>,
+    max_binding_bytes: u64,
+) -> usize {
+    let per_sample = largest_floats_per_sample(kind, meta).max(1) as u64 * 4;
+    (max_binding_bytes / per_sample) as usize
+}
+
 /// The terms of the negative ELBO. Per-sample tensors have shape (B,); values are nats.
 pub struct VaeLoss {
     /// Batch mean of `recon + beta * kl`: the scalar to call `backward()` on.

@@ -173,6 +173,19 @@ impl Gpu {
     pub fn manual_seed(&self, seed: u64) {
         self.extension::<PhiloxCounter>().0.set((seed, 0));
     }
+
+    /// The GPU random generator's state: `(seed, counter)`, the Philox key and the next
+    /// unused counter (each counter yields 4 numbers). Saved by a training run so that
+    /// `--resume` continues the same stream ([`Gpu::set_rng_state`]).
+    pub fn rng_state(&self) -> (u64, u64) {
+        self.extension::<PhiloxCounter>().0.get()
+    }
+
+    /// Restores a state read with [`Gpu::rng_state`]: the next numbers drawn are the ones
+    /// that would have followed it.
+    pub fn set_rng_state(&self, seed: u64, counter: u64) {
+        self.extension::<PhiloxCounter>().0.set((seed, counter));
+    }
 }
 
 /// Reserves the Philox counters for `n` random numbers (each Philox call yields 4, so one

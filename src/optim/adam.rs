@@ -70,6 +70,33 @@ impl Adam {
         self.step
     }
 
+    /// Sets the steps taken so far (a resumed run: the bias corrections continue from it).
+    pub fn set_steps(&mut self, steps: u32) {
+        self.step = steps;
+    }
+
+    /// The first and second moments (PyTorch's `exp_avg`, `exp_avg_sq`) of parameter `p`, each
+    /// of its shape; None before its first update.
+    pub fn moments(&self, p: &Tensor) -> Option<&(Tensor, Tensor)> {
+        self.state.get(&p.id())
+    }
+
+    /// Sets the moments of parameter `p` (a resumed run), replacing any it had.
+    ///
+    /// Errors: [`Error::Shape`] if either moment's shape differs from `p`'s.
+    pub fn set_moments(&mut self, p: &Tensor, exp_avg: Tensor, exp_avg_sq: Tensor) -> Result<()> {
+        for m in [&exp_avg, &exp_avg_sq] {
+            if m.shape() != p.shape() {
+                return Err(Error::shape(
+                    "adam",
+                    format!("moment {} for parameter {}", m.shape(), p.shape()),
+                ));
+            }
+        }
+        self.state.insert(p.id(), (exp_avg, exp_avg_sq));
+        Ok(())
+    }
+
     /// One update of every parameter in `params` that has a gradient in `grads`
     /// (parameters without one are left alone, as in PyTorch). One dispatch per tensor.
     ///

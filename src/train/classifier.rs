@@ -149,6 +149,10 @@ impl Trainable for ClassifierTrainer<'_> {
         classifier_step(self.model, &mut self.optimizer, batch.x, &y)
     }
 
+    fn optimizers(&mut self) -> Vec<(&'static str, &mut Optimizer)> {
+        vec![("adam", &mut self.optimizer)]
+    }
+
     fn end_epoch(&mut self, stats: &EpochStats) -> Result<ClassifierMetrics> {
         let (test_loss, test_accuracy) =
             evaluate_classifier(self.model, &self.gpu, &self.data.test)?;

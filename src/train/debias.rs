@@ -30,6 +30,8 @@ pub struct DebiasExperiment {
     pub out_dir: PathBuf,
     /// Show progress bars.
     pub progress: bool,
+    /// Replace the runs `out_dir` holds (each run's `--force`).
+    pub force: bool,
 }
 
 /// The last epoch of both models for one seed.
@@ -132,6 +134,7 @@ pub fn run_debias(
                 out_dir: exp.out_dir.join(format!("seed{seed}")).join(name),
                 latent_dim: 16,
                 progress: exp.progress,
+                force: exp.force,
                 ..TrainConfig::for_model(ModelKind::DbVae)
             };
             let cfg = DebiasConfig {

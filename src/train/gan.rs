@@ -186,6 +186,13 @@ impl Trainable for GanTrainer<'_> {
         )
     }
 
+    fn optimizers(&mut self) -> Vec<(&'static str, &mut Optimizer)> {
+        vec![
+            ("discriminator", &mut self.discriminator),
+            ("generator", &mut self.generator),
+        ]
+    }
+
     fn end_epoch(&mut self, stats: &EpochStats) -> Result<GanMetrics> {
         Ok(GanMetrics {
             epoch: stats.epoch,

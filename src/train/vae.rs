@@ -304,6 +304,10 @@ impl Trainable for VaeTrainer<'_> {
         Ok(m)
     }
 
+    fn optimizers(&mut self) -> Vec<(&'static str, &mut Optimizer)> {
+        vec![("adam", &mut self.optimizer)]
+    }
+
     fn final_images(&mut self) -> Result<Vec<Grid>> {
         let model = self.model.generative();
         model.set_training(false);
