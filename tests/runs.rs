@@ -245,6 +245,28 @@ fn dbvae_interrupted_mid_epoch_and_resumed_equals_uninterrupted() {
 }
 
 #[test]
+fn wgan_gp_interrupted_mid_epoch_and_resumed_equals_uninterrupted() {
+    // Two optimizers, the interpolation weights' host generator, the generator steps every
+    // n_critic-th critic step across the cut, and the Wasserstein curve (wasserstein.png).
+    resumed_equals_uninterrupted(
+        "wgan-gp",
+        &[
+            "--arch",
+            "mlp",
+            "--limit",
+            "512",
+            "--batch-size",
+            "8",
+            "--epochs",
+            "2",
+            "--latent-dim",
+            "16",
+        ],
+        Stop::Interrupt,
+    );
+}
+
+#[test]
 fn a_rerun_into_a_finished_run_is_refused_and_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");

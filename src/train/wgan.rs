@@ -19,6 +19,9 @@
 //! interpolates (the penalty pulls it to 1); OUT/wasserstein.png plots the estimate every
 //! [`CURVE_EVERY`] critic steps over the whole run (OUT/wasserstein.csv holds the points).
 
+// ChaCha12, the algorithm of rand's StdRng (the same numbers for the same seed: the test in
+// train/dbvae.rs checks it), used by name for its serializable state (resume).
+use rand::rngs::ChaCha12Rng as StdRng;
 use rand::{RngExt, SeedableRng};
 use serde::Serialize;
 
@@ -32,9 +35,10 @@ use crate::models::{Adversarial, Model, WganArch, WganGp};
 use crate::nn::Module;
 use crate::optim::Adam;
 use crate::plot::{Series, line_plot};
+use crate::shape::Shape;
 use crate::tensor::Tensor;
 use crate::train::{
-    Batch, EpochStats, Grid, Metrics, Optimizer, Step, TrainConfig, Trainable, fit,
+    Batch, EpochStats, ExtraState, Grid, Metrics, Optimizer, Step, TrainConfig, Trainable, fit,
 };
 
 /// Weight of the gradient penalty (the paper's lambda).
@@ -215,7 +219,7 @@ pub struct WganTrainer<'m> {
     pub n_critic: usize,
     out_dir: std::path::PathBuf,
     /// Draws the interpolation weights eps (seeded).
-    rng: rand::rngs::StdRng,
+    rng: StdRng,
     fixed_noise: Option<Tensor>,
     /// Critic steps so far (all epochs), and in this epoch.
     steps: usize,
@@ -242,7 +246,7 @@ impl<'m> WganTrainer<'m> {
             lambda: LAMBDA,
             n_critic: N_CRITIC,
             out_dir: cfg.out_dir.clone(),
-            rng: rand::rngs::StdRng::seed_from_u64(cfg.seed ^ 0x9e37_79b9),
+            rng: StdRng::seed_from_u64(cfg.seed ^ 0x9e37_79b9),
             fixed_noise: None,
             steps: 0,
             epoch_steps: 0,
@@ -346,6 +350,87 @@ impl Trainable for WganTrainer<'_> {
             ],
             shown: vec![("W", c.wasserstein), ("gp", c.penalty)],
         })
+    }
+
+    fn optimizers(&mut self) -> Vec<(&'static str, &mut Optimizer)> {
+        vec![
+            ("critic", &mut self.critic),
+            ("generator", &mut self.generator),
+        ]
+    }
+
+    /// The interpolation weights' generator, the step counters, the epoch's generator-loss sum
+    /// (when a run resumes inside an epoch) and the Wasserstein curve so far (the estimates
+    /// not read back yet included).
+    fn extra_state(&self) -> Result<ExtraState> {
+        let mut s = ExtraState::default();
+        let rng: String = self
+            .rng
+            .serialize_state()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        s.values.insert("rng".into(), rng);
+        s.values.insert("steps".into(), self.steps.to_string());
+        s.values
+            .insert("epoch_steps".into(), self.epoch_steps.to_string());
+        s.values.insert("g_steps".into(), self.g_steps.to_string());
+        if let Some(g) = &self.g_sum {
+            s.arrays.insert("g_sum".into(), vec![f64::from(g.item()?)]);
+        }
+        let mut curve = self.curve.clone();
+        for (step, w) in &self.pending {
+            curve.push((*step as f64, f64::from(w.item()?)));
+        }
+        s.arrays
+            .insert("curve_steps".into(), curve.iter().map(|p| p.0).collect());
+        s.arrays
+            .insert("curve_values".into(), curve.iter().map(|p| p.1).collect());
+        Ok(s)
+    }
+
+    fn restore_extra_state(&mut self, state: &ExtraState) -> Result<()> {
+        let bad = |what: &str| Error::Invalid(format!("training state: no valid `extra.{what}`"));
+        let hex = state.values.get("rng").ok_or_else(|| bad("rng"))?;
+        let mut bytes = [0u8; 49];
+        if hex.len() != 2 * bytes.len() || !hex.is_ascii() {
+            return Err(bad("rng"));
+        }
+        for (i, b) in bytes.iter_mut().enumerate() {
+            *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| bad("rng"))?;
+        }
+        self.rng = StdRng::deserialize_state(&bytes);
+        let count = |key: &str| -> Result<usize> {
+            state
+                .values
+                .get(key)
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| bad(key))
+        };
+        self.steps = count("steps")?;
+        self.epoch_steps = count("epoch_steps")?;
+        self.g_steps = count("g_steps")?;
+        self.g_sum = match state.arrays.get("g_sum").map(Vec::as_slice) {
+            Some(&[v]) => Some(Tensor::from_slice(&self.gpu, &[v as f32], Shape::scalar())?),
+            Some(_) => return Err(bad("g_sum")),
+            None => None,
+        };
+        let (steps, values) = (
+            state
+                .arrays
+                .get("curve_steps")
+                .ok_or_else(|| bad("curve_steps"))?,
+            state
+                .arrays
+                .get("curve_values")
+                .ok_or_else(|| bad("curve_values"))?,
+        );
+        if steps.len() != values.len() {
+            return Err(bad("curve_values"));
+        }
+        self.curve = steps.iter().copied().zip(values.iter().copied()).collect();
+        self.pending.clear();
+        Ok(())
     }
 
     fn end_epoch(&mut self, stats: &EpochStats) -> Result<WganMetrics> {
