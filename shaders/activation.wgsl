@@ -14,9 +14,11 @@
 // (src/ops/elementwise.rs: the derivative of act_derivative with respect to y, in recorded
 // ops: the second-order rule). README "Adding an op" lists the tests.
 
-// A quiet NaN in every lane: the result of an unknown op code.
-fn act_nan() -> vec4<f32> {
-    return vec4<f32>(bitcast<f32>(0x7fc00000u));
+// A quiet NaN in every lane: the result of the unknown op `code`. Built from the runtime
+// value (`code & 0u` is 0), since WGSL forbids NaN in constant expressions: naga accepts the
+// constant, the browsers' compilers (Tint) reject the module.
+fn act_nan(code: u32) -> vec4<f32> {
+    return vec4<f32>(bitcast<f32>(0x7fc00000u | (code & 0u)));
 }
 
 // Numerically stable logistic function: the branch that would overflow is never selected.
@@ -38,7 +40,7 @@ fn act_forward(code: u32, x: vec4<f32>, alpha: f32, beta: f32) -> vec4<f32> {
         case ACT_AFFINE: { return alpha * x + beta; }
         // NOTE: sqrt of the positive part: 0 below 0 (where a plain sqrt is NaN).
         case ACT_SQRT: { return sqrt(max(x, vec4<f32>(0.0))); }
-        default: { return act_nan(); }
+        default: { return act_nan(code); }
     }
 }
 
@@ -60,6 +62,6 @@ fn act_derivative(code: u32, x: vec4<f32>, y: vec4<f32>, alpha: f32) -> vec4<f32
         case ACT_AFFINE: { return vec4<f32>(alpha); }
         // NOTE: 1 / (2 sqrt(x)) is infinite at 0 and taken as 0 below it (y = 0 there).
         case ACT_SQRT: { return select(vec4<f32>(0.0), 0.5 / y, positive); }
-        default: { return act_nan(); }
+        default: { return act_nan(code); }
     }
 }

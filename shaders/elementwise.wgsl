@@ -109,7 +109,7 @@ fn apply(op: u32, x: vec4<f32>, y: vec4<f32>) -> vec4<f32> {
         case BIN_SUB: { return x - y; }
         case BIN_MUL: { return x * y; }
         case BIN_DIV: { return x / y; }
-        default: { return act_nan(); }
+        default: { return act_nan(op); }
     }
 }
 
@@ -147,8 +147,8 @@ fn binary_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_w
             bbdb[i] = -dy * x / (y * y);
         }
         default: {
-            bbda[i] = act_nan();
-            bbdb[i] = act_nan();
+            bbda[i] = act_nan(bbp.op);
+            bbdb[i] = act_nan(bbp.op);
         }
     }
 }

@@ -7,6 +7,7 @@
 
 use std::io::Cursor;
 use std::path::Path;
+#[cfg(not(target_arch = "wasm32"))]
 use std::sync::OnceLock;
 
 use plotters::prelude::*;
@@ -15,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::files::write_atomic;
 
 /// Where a sans-serif font is looked for, in order.
+#[cfg(not(target_arch = "wasm32"))]
 const FONT_PATHS: [&str; 3] = [
     "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
     "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
@@ -22,6 +24,14 @@ const FONT_PATHS: [&str; 3] = [
 ];
 
 /// Registers the first font of [`FONT_PATHS`] found as plotters' "sans-serif", once; whether one was.
+/// Never in the browser (wasm32), which has no font files to read and no `register_font`.
+#[cfg(target_arch = "wasm32")]
+fn font_available() -> bool {
+    false
+}
+
+/// Registers the first font of [`FONT_PATHS`] found as plotters' "sans-serif", once; whether one was.
+#[cfg(not(target_arch = "wasm32"))]
 fn font_available() -> bool {
     static FOUND: OnceLock<bool> = OnceLock::new();
     *FOUND.get_or_init(|| {

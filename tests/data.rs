@@ -196,3 +196,46 @@ fn batches_are_a_seeded_permutation() {
     assert_ne!(a, collect(1, 2), "a new order each epoch");
     assert_ne!(a, collect(2, 1), "a new order for another seed");
 }
+
+/// The page's reader (no file system in the browser): the same dataset from the bytes, gzipped
+/// or raw, and the same errors, naming the given source.
+#[test]
+fn reads_datasets_from_bytes_as_from_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let images = idx_bytes(&[3, 2, 2], &[0, 255, 0, 255, 1, 2, 3, 4, 5, 6, 7, 8]);
+    let labels = idx_bytes(&[3], &[1, 2, 3]);
+    let from_files = Dataset::from_idx(
+        &write(dir.path(), "i", &images),
+        &write(dir.path(), "l", &labels),
+    )
+    .unwrap();
+    for (i, l) in [
+        (images.clone(), labels.clone()),
+        (gzip(&images), gzip(&labels)),
+    ] {
+        let ds = Dataset::from_idx_bytes(&i, "images.gz", &l, "labels.gz").unwrap();
+        assert_eq!(ds.images, from_files.images);
+        assert_eq!(ds.labels, from_files.labels);
+        assert_eq!((ds.rows, ds.cols), (2, 2));
+    }
+    // Errors name the source: a truncated images file, labels that disagree.
+    let (path, reason) = data_error(
+        Dataset::from_idx_bytes(
+            &images[..images.len() - 3],
+            "images.gz",
+            &labels,
+            "labels.gz",
+        )
+        .unwrap_err(),
+    );
+    assert_eq!(path, Path::new("images.gz"));
+    assert!(
+        reason.contains("truncated") || reason.contains("short"),
+        "{reason}"
+    );
+    let two = idx_bytes(&[2], &[1, 2]);
+    let (path, reason) =
+        data_error(Dataset::from_idx_bytes(&images, "images.gz", &two, "labels.gz").unwrap_err());
+    assert_eq!(path, Path::new("labels.gz"));
+    assert!(reason.contains("2 labels"), "{reason}");
+}

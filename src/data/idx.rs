@@ -237,6 +237,14 @@ pub fn read_idx(path: &Path) -> Result<IdxArray> {
     read_idx_from(BufReader::new(file), len).map_err(|e| idx_error(path, e))
 }
 
+/// [`read_idx`] from the file's bytes, gzip-compressed or raw (the browser has no files);
+/// `origin` names the source in errors.
+///
+/// Errors: as [`read_idx`].
+pub fn read_idx_bytes(bytes: &[u8], origin: &Path) -> Result<IdxArray> {
+    read_idx_from(bytes, bytes.len() as u64).map_err(|e| idx_error(origin, e))
+}
+
 /// Reads only the header of an IDX file (inflating just its first bytes if gzipped): its
 /// dimensions. Lets a loader check the shapes of several files before reading any data.
 ///

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 
-use crate::data::idx::{read_idx, read_idx_dims};
+use crate::data::idx::{IdxArray, read_idx, read_idx_bytes, read_idx_dims};
 use crate::error::{Error, Result};
 
 /// Images and labels of one split.
@@ -83,8 +83,41 @@ impl Dataset {
     /// Errors: as [`read_idx`]; [`Error::Data`] if the images are not 3-D, the labels
     /// not 1-D, their counts differ, or a label is outside 0..=9 (naming the first).
     pub fn from_idx(images_path: &Path, labels_path: &Path) -> Result<Dataset> {
-        let images = read_idx(images_path)?;
-        let labels = read_idx(labels_path)?;
+        Dataset::from_arrays(
+            read_idx(images_path)?,
+            images_path,
+            read_idx(labels_path)?,
+            labels_path,
+        )
+    }
+
+    /// [`Dataset::from_idx`] from the files' bytes (gzip-compressed or raw), e.g. fetched by
+    /// the page in the browser, which has no file system. `images_name` and `labels_name`
+    /// name the sources in errors.
+    ///
+    /// Errors: [`Error::Data`] naming the source, as [`Dataset::from_idx`].
+    pub fn from_idx_bytes(
+        images: &[u8],
+        images_name: &str,
+        labels: &[u8],
+        labels_name: &str,
+    ) -> Result<Dataset> {
+        let (images_path, labels_path) = (Path::new(images_name), Path::new(labels_name));
+        Dataset::from_arrays(
+            read_idx_bytes(images, images_path)?,
+            images_path,
+            read_idx_bytes(labels, labels_path)?,
+            labels_path,
+        )
+    }
+
+    /// Checks that an images array and a labels array agree and scales the pixels.
+    fn from_arrays(
+        images: IdxArray,
+        images_path: &Path,
+        labels: IdxArray,
+        labels_path: &Path,
+    ) -> Result<Dataset> {
         let [n, rows, cols] = images.dims[..] else {
             return Err(Error::data(
                 images_path,

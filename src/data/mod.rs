@@ -5,7 +5,7 @@ pub mod biased;
 pub mod idx;
 mod mnist;
 
-pub use idx::{IdxArray, IdxError, read_idx, read_idx_dims, read_idx_from};
+pub use idx::{IdxArray, IdxError, read_idx, read_idx_bytes, read_idx_dims, read_idx_from};
 pub use mnist::{Batches, Dataset, IMAGE_SIDE, Mnist};
 
 /// Seed of the one fixed binarization of a test set (`--binarize` training, `deepgen eval` and

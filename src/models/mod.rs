@@ -289,11 +289,28 @@ pub trait VariationalModel: Generative {
     /// image: `recon + beta * kl` per sample, and its batch mean (nats). `x (B, 784)` holds
     /// pixel intensities in [0, 1], used as BCE targets; eps comes from the GPU generator.
     fn loss(&self, x: &Tensor, beta: f32) -> Result<VaeLoss> {
+        self.loss_with_eps(x, None, beta)
+    }
+
+    /// [`VariationalModel::loss`] with the reparameterization noise given: `eps
+    /// (B, latent_dim)` from N(0, I), or None to draw it from the GPU generator. Given noise
+    /// makes a step reproducible across drivers whose generators differ in the last bits (the
+    /// browser test compares one step in the page with the same step natively).
+    ///
+    /// Errors: shape errors if `eps` is not `(B, latent_dim)`; GPU errors.
+    fn loss_with_eps(&self, x: &Tensor, eps: Option<&Tensor>, beta: f32) -> Result<VaeLoss> {
         let (mu, logvar) = self.encode(x)?;
-        let eps = Tensor::randn(x.gpu(), mu.shape().clone())?;
+        let drawn;
+        let eps = match eps {
+            Some(eps) => eps,
+            None => {
+                drawn = Tensor::randn(x.gpu(), mu.shape().clone())?;
+                &drawn
+            }
+        };
         // z and KL(q(z|x) || N(0, I)) from one fused kernel (same values as
         // `reparameterize` and `kl_divergence`).
-        let (z, kl) = crate::ops::reparameterize_kl(&mu, &logvar, &eps)?;
+        let (z, kl) = crate::ops::reparameterize_kl(&mu, &logvar, eps)?;
         let recon = crate::ops::bce_with_logits(&self.decode(&z)?, x)?;
         VaeLoss::combine(recon, kl, beta)
     }
