@@ -7,6 +7,8 @@
 //! 2. loads a natively saved model.safetensors by URL and decodes as the native engine does,
 //! 3. trains: the loss falls by more than half in [`STEPS`] steps, the sample grid is not
 //!    blank, and moving a slider of the latent explorer changes the decoded image,
+//! 4. trains the 2-D latent VAE for [`PLANE_STEPS`] steps: its plane of decodes is not blank
+//!    and a click on it decodes the clicked point,
 //!
 //! and saves screenshots (target/browser/). It prints the figures (worst differences, steps
 //! per second in the page and natively, run time).
@@ -35,6 +37,8 @@ use serde_json::{Value, json};
 
 /// Training steps the page takes (batch 32).
 const STEPS: u64 = 200;
+/// Training steps of the 2-D latent VAE before its plane is clicked.
+const PLANE_STEPS: u64 = 40;
 /// Images in the fixed step's batch.
 const FIXED_BATCH: usize = 32;
 
@@ -369,7 +373,7 @@ fn page_trains_explores_and_matches_native() {
                     "--use-webgpu-adapter=swiftshader",
                     "--no-sandbox",
                     "--disable-dev-shm-usage",
-                    "--window-size=1400,900",
+                    "--window-size=1600,1000",
                 ],
             }),
         );
@@ -500,6 +504,66 @@ fn page_trains_explores_and_matches_native() {
         eprintln!("browser: moving a slider to 2.5 changed the decoded image by {moved:.3} per pixel");
         assert!(moved > 0.01, "the slider did not change the decoded image ({moved:.4} per pixel)");
         std::fs::write(shots.join("explorer.png"), client.screenshot().await.unwrap()).unwrap();
+
+        // The 2-D latent VAE: a plane of decodes; a click on it decodes that point.
+        client
+            .execute(
+                "const m = document.getElementById('model'); m.value = '2'; \
+                 m.dispatchEvent(new Event('change'));",
+                vec![],
+            )
+            .await
+            .unwrap();
+        wait_for(
+            &client,
+            "app.engine.latent_dim() === 2 && app.steps === 0 && app.dims.length === 2",
+            Duration::from_secs(60),
+        )
+        .await;
+        client
+            .execute(&format!("app.trainTo({PLANE_STEPS});"), vec![])
+            .await
+            .unwrap();
+        wait_for(
+            &client,
+            &format!("app.steps >= {PLANE_STEPS} && !app.running && app.z.length === 2"),
+            Duration::from_secs(300),
+        )
+        .await;
+        // Let the last refresh (grid, plane, explorer) finish: it runs after the last step.
+        eval(&client, "new Promise(r => setTimeout(r, 500))", vec![], Duration::from_secs(5)).await;
+        wait_for(&client, "app.dims.length === 2", Duration::from_secs(60)).await;
+        let plane = page_floats(
+            &client,
+            "document.getElementById('plane').getContext('2d').getImageData(0, 0, 280, 280)\
+             .data.filter((_, i) => i % 4 === 0)",
+        )
+        .await;
+        let plane_std = std_dev(&plane) / 255.0;
+        let before = page_floats(&client, "app.lastDecoded").await;
+        let decodes = client.execute("return app.decodes;", vec![]).await.unwrap();
+        client
+            .execute(
+                "const p = document.getElementById('plane'), r = p.getBoundingClientRect(); \
+                 p.dispatchEvent(new MouseEvent('click', \
+                   { clientX: r.left + 0.1 * r.width, clientY: r.top + 0.1 * r.height, bubbles: true }));",
+                vec![],
+            )
+            .await
+            .unwrap();
+        wait_for(&client, &format!("app.decodes > {decodes}"), Duration::from_secs(60)).await;
+        let after = page_floats(&client, "app.lastDecoded").await;
+        let z = floats(&client.execute("return app.z;", vec![]).await.unwrap());
+        let clicked = mean_abs_diff(&before, &after);
+        eprintln!(
+            "browser: 2-D VAE after {PLANE_STEPS} steps: plane of decodes std {plane_std:.3}; \
+             a click at z = ({:.2}, {:.2}) changed the decoded image by {clicked:.3} per pixel",
+            z[0], z[1]
+        );
+        assert!((z[0] + 2.4).abs() < 0.1 && (z[1] - 2.4).abs() < 0.1, "clicked z {z:?}");
+        assert!(plane_std > 0.05, "the plane of decodes looks blank (std {plane_std:.3})");
+        assert!(clicked > 0.005, "a click on the plane did not change the decoded image");
+        std::fs::write(shots.join("plane.png"), client.screenshot().await.unwrap()).unwrap();
         client.close().await.unwrap();
 
         let native_sps = native_steps_per_second(&data, 50);

@@ -112,13 +112,14 @@ impl Engine {
     pub fn adapter(&self) -> String {
         let s = self.gpu.summary();
         let name = if s.name.is_empty() {
-            "(the browser does not name its adapter)".to_string()
+            String::new()
         } else {
-            s.name
+            format!("{} ", s.name)
         };
         format!(
-            "{name} [{}], matmul: {:?}",
+            "{name}[{}, {}], matmul: {:?}",
             s.backend,
+            s.device_type,
             self.gpu.matmul_path()
         )
     }

@@ -285,7 +285,13 @@ async function main() {
   await init();
   app.engine = await Engine.create();
   app.adapter = JSON.parse(app.engine.adapter_json());
-  $("adapter").textContent = `WebGPU adapter: ${app.engine.adapter()}`;
+  // Browsers often leave the adapter's name (wgpu's AdapterInfo.name) empty; WebGPU's own
+  // GPUAdapterInfo still gives the vendor and the architecture.
+  const info = (await navigator.gpu.requestAdapter())?.info;
+  const described = info ? [info.vendor, info.architecture, info.description].filter(Boolean).join(" ") : "";
+  app.adapter.browser_info = described;
+  $("adapter").textContent = `WebGPU adapter: ${described || "(unnamed)"}; engine: ${app.engine.adapter()}, ` +
+    `subgroups ${app.adapter.subgroups ? "yes" : "no"} (${app.adapter.subgroup_min_size}-${app.adapter.subgroup_max_size} lanes)`;
   const [images, labels] = await Promise.all(
     ["data/t10k-images-idx3-ubyte.gz", "data/t10k-labels-idx1-ubyte.gz"].map(async (u) => {
       const res = await fetch(u);
