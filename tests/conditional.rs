@@ -535,3 +535,89 @@ fn a_resumed_cgan_run_equals_an_uninterrupted_one() {
         &["--limit", "64", "--batch-size", "16", "--latent-dim", "8"],
     );
 }
+
+/// A copy of the checkpoint at `src` with `edit` applied to its metadata.
+fn forge(src: &Path, dst: &Path, edit: impl FnOnce(&mut BTreeMap<String, String>)) {
+    use safetensors::tensor::TensorView;
+    let ckpt = checkpoint::load(src).unwrap();
+    let mut meta = ckpt.metadata.clone();
+    edit(&mut meta);
+    let tensors: BTreeMap<_, _> = ckpt.tensors.into_iter().collect();
+    let views: Vec<(String, TensorView)> = tensors
+        .iter()
+        .map(|(n, (shape, v))| {
+            let view = TensorView::new(
+                safetensors::Dtype::F32,
+                shape.clone(),
+                bytemuck::cast_slice(v),
+            )
+            .unwrap();
+            (n.clone(), view)
+        })
+        .collect();
+    let info: std::collections::HashMap<String, String> = meta.into_iter().collect();
+    std::fs::write(dst, safetensors::serialize(views, Some(info)).unwrap()).unwrap();
+}
+
+#[test]
+fn forged_sizes_and_kinds_are_refused_naming_the_tensor() {
+    use deepgen::models::{ModelKind, largest_floats_per_sample};
+    let dir = tempfile::tempdir().unwrap();
+    let png = dir.path().join("s.png");
+    let cases: [(&str, &str, &str, &[&str]); 4] = [
+        (
+            "cvae",
+            "latent_dim",
+            "1000000000",
+            &["`latent_dim` = 1000000000", "encoder.fc_mu.weight"],
+        ),
+        (
+            "cvae",
+            "hidden_dim",
+            "7",
+            &["`hidden_dim` = 7", "encoder.fc1.weight"],
+        ),
+        (
+            "cgan",
+            "latent_dim",
+            "1000000000",
+            &["`latent_dim` = 1000000000", "generator.fc.weight"],
+        ),
+        // A cvae checkpoint that says it is a cgan: the cgan's tensors are not there.
+        (
+            "cvae",
+            "model",
+            "cgan",
+            &["has no tensor `generator.fc.weight`", "`cgan` checkpoint"],
+        ),
+    ];
+    for (model, key, value, wanted) in cases {
+        let bad = dir.path().join(format!("{model}_{key}.safetensors"));
+        forge(&ckpt(model), &bad, |meta| {
+            meta.insert(key.into(), value.into());
+        });
+        let o = run(&[
+            "sample",
+            "--checkpoint",
+            s(&bad),
+            "--class",
+            "all",
+            "--out",
+            s(&png),
+        ]);
+        assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+        let err = String::from_utf8_lossy(&o.stderr);
+        for w in wanted {
+            assert!(err.contains(w), "{model} {key}: no {w:?} in\n{err}");
+        }
+        assert!(!png.exists());
+    }
+    // The batch-size bound: the conditional GAN's largest intermediate is the DCGAN's, the
+    // conditional VAE's the VAE's.
+    let meta = BTreeMap::new();
+    assert_eq!(
+        largest_floats_per_sample(ModelKind::Cgan, &meta),
+        largest_floats_per_sample(ModelKind::Dcgan, &meta)
+    );
+    assert_eq!(largest_floats_per_sample(ModelKind::Cvae, &meta), 784);
+}
