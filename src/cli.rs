@@ -88,7 +88,7 @@ pub struct TrainArgs {
     /// Directory with the four MNIST IDX files (.gz or raw).
     #[arg(long, default_value = "data/mnist")]
     pub data: PathBuf,
-    /// Passes over the training set [default: 10; 2 for the classifier].
+    /// Passes over the training set [default: 10; 2 for the classifier, 20 for cvae].
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub epochs: Option<u64>,
     /// Images per training step.
@@ -97,7 +97,8 @@ pub struct TrainArgs {
     /// Adam learning rate (positive) [default: 1e-3; 2e-4 for the GANs].
     #[arg(long, value_parser = positive_f32, allow_negative_numbers = true)]
     pub lr: Option<f32>,
-    /// Size of the latent code z, or of the GANs' noise vector [default: 20; 100 for the GANs].
+    /// Size of the latent code z, or of the GANs' noise vector [default: 20; 100 for the GANs;
+    /// 2 for cvae].
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=4096))]
     pub latent_dim: Option<u64>,
     /// Seed of initialisation, shuffling and the GPU noise.
