@@ -28,6 +28,8 @@ pub enum Command {
     Traverse(TraverseArgs),
     /// Decode a path between two codes (two test images for a VAE, two noise seeds for a GAN).
     Interpolate(InterpolateArgs),
+    /// Conditional VAE analogies: test images encoded, each code decoded as every digit 0-9.
+    Analogies(AnalogiesArgs),
     /// Test negative ELBO, IWAE negative log-likelihood, classifier-Frechet distance, class entropy.
     Eval(EvalArgs),
     /// Outlier detection with a VAE's likelihood: AUROC and FPR at 95% TPR.
@@ -86,7 +88,7 @@ pub struct TrainArgs {
     /// Directory with the four MNIST IDX files (.gz or raw).
     #[arg(long, default_value = "data/mnist")]
     pub data: PathBuf,
-    /// Passes over the training set [default: 10; 2 for the classifier].
+    /// Passes over the training set [default: 10; 2 for the classifier, 20 for cvae].
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub epochs: Option<u64>,
     /// Images per training step.
@@ -95,7 +97,8 @@ pub struct TrainArgs {
     /// Adam learning rate (positive) [default: 1e-3; 2e-4 for the GANs].
     #[arg(long, value_parser = positive_f32, allow_negative_numbers = true)]
     pub lr: Option<f32>,
-    /// Size of the latent code z, or of the GANs' noise vector [default: 20; 100 for the GANs].
+    /// Size of the latent code z, or of the GANs' noise vector [default: 20; 100 for the GANs;
+    /// 2 for cvae].
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=4096))]
     pub latent_dim: Option<u64>,
     /// Seed of initialisation, shuffling and the GPU noise.
@@ -205,9 +208,10 @@ pub struct SampleArgs {
     /// A model.safetensors written by `deepgen train`.
     #[arg(long)]
     pub checkpoint: PathBuf,
-    /// Number of samples.
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=100_000))]
-    pub n: u64,
+    /// Number of samples [default: 64]; with --class all, the number of codes z, one per
+    /// column [default: 8].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub n: Option<u64>,
     /// Output: a .png grid, or a .npy file of N x 28 x 28 float32 intensities in [0, 1]
     /// (other extensions are refused).
     #[arg(long, default_value = "samples.png")]
@@ -218,6 +222,51 @@ pub struct SampleArgs {
     /// Refuse the checkpoint unless it holds this kind of model.
     #[arg(long, value_parser = model_kind())]
     pub model: Option<ModelKind>,
+    /// Conditional models (cvae, cgan): samples of this digit, 0-9; or `all`: a 10-row grid,
+    /// one row per digit, one column per code z.
+    #[arg(long, value_parser = class_arg, allow_hyphen_values = true)]
+    pub class: Option<ClassArg>,
+}
+
+/// The digit of `deepgen sample --class`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClassArg {
+    /// Samples of this digit.
+    Digit(u8),
+    /// One row per digit.
+    All,
+}
+
+fn class_arg(s: &str) -> Result<ClassArg, String> {
+    if s == "all" {
+        return Ok(ClassArg::All);
+    }
+    match s.parse::<u8>() {
+        Ok(d) if d <= 9 => Ok(ClassArg::Digit(d)),
+        _ => Err(format!(
+            "`{s}` is not a digit: give 0 to 9, or `all` for a 10-row grid (one row per digit)"
+        )),
+    }
+}
+
+/// Options of `deepgen analogies`.
+#[derive(clap::Args, Debug)]
+pub struct AnalogiesArgs {
+    /// A conditional VAE checkpoint (`deepgen train cvae`).
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// The first test image to encode.
+    #[arg(long)]
+    pub image_index: usize,
+    /// Test images to encode, one row each (fewer at the end of the test set).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub count: u64,
+    /// MNIST directory.
+    #[arg(long, default_value = "data/mnist")]
+    pub data: PathBuf,
+    /// Output PNG: one row per test image, the image then its code decoded as 0, 1, ..., 9.
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 /// Options of `deepgen traverse`.

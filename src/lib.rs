@@ -17,7 +17,8 @@
 //! 6. [`models`]: every model (autoencoder, VAEs, GANs, classifier, DB-VAE); [`infer`]: running
 //!    a model over many inputs in chunks; [`train`]: the one training skeleton
 //!    ([`train::fit`]) and each family's public step; [`eval`] and [`latent`]: likelihoods,
-//!    Frechet distance, outliers, traversals.
+//!    Frechet distance, outliers, traversals; [`conditional`]: sampling a chosen digit,
+//!    analogies and the conditional accuracy of the models told the digit.
 //! 7. [`data`], [`viz`], [`checkpoint`]: MNIST, PNG grids, safetensors files.
 //!
 //! `examples/tour.rs` walks through the same layers in one run.
@@ -26,6 +27,7 @@
 
 pub mod autograd;
 pub mod checkpoint;
+pub mod conditional;
 pub mod data;
 pub mod error;
 pub mod eval;

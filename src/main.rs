@@ -10,8 +10,8 @@ use anyhow::{Context, Result};
 use clap::Parser;
 
 use cli::{
-    Cli, Command, DebiasArgs, EvalArgs, InterpolateArgs, OutlierArgs, SampleArgs, ScoreArg,
-    TrainArgs, TraverseArgs,
+    AnalogiesArgs, ClassArg, Cli, Command, DebiasArgs, EvalArgs, InterpolateArgs, OutlierArgs,
+    SampleArgs, ScoreArg, TrainArgs, TraverseArgs,
 };
 use deepgen::data::Mnist;
 use deepgen::eval::report::{EvalOptions, check_options, evaluate};
@@ -23,11 +23,11 @@ use deepgen::models::ModelKind;
 use deepgen::train::dbvae::{DebiasConfig, train_dbvae};
 use deepgen::train::debias::{DebiasExperiment, run_debias};
 use deepgen::train::{
-    TrainConfig, train_autoencoder, train_classifier, train_conv_vae, train_dcgan, train_gan,
-    train_vae, train_wgan_gp,
+    TrainConfig, train_autoencoder, train_cgan, train_classifier, train_conv_vae, train_cvae,
+    train_dcgan, train_gan, train_vae, train_wgan_gp,
 };
 use deepgen::viz::grid_cols;
-use deepgen::{Gpu, checkpoint, viz};
+use deepgen::{Gpu, checkpoint, conditional, viz};
 
 /// Runs the command; on error prints it with its causes (as returning an error from `main`
 /// does) and exits with status 1, or 130 for a training run stopped by Ctrl-C or SIGTERM (the
@@ -56,6 +56,7 @@ fn run() -> Result<()> {
         Command::Sample(args) => sample(args),
         Command::Traverse(args) => traverse(args),
         Command::Interpolate(args) => interpolate(args),
+        Command::Analogies(args) => analogies(args),
         Command::Eval(args) => eval(args),
         Command::Outliers(args) => outliers(args),
         Command::Debias(args) => debias(args),
@@ -183,6 +184,8 @@ fn train(args: TrainArgs) -> Result<()> {
         ModelKind::Gan => train_gan(&gpu, &cfg).map(|_| ()),
         ModelKind::Dcgan => train_dcgan(&gpu, &cfg).map(|_| ()),
         ModelKind::Classifier => train_classifier(&gpu, &cfg).map(|_| ()),
+        ModelKind::Cvae => train_cvae(&gpu, &cfg).map(|_| ()),
+        ModelKind::Cgan => train_cgan(&gpu, &cfg).map(|_| ()),
         ModelKind::WganGp => {
             let arch = match args.arch {
                 cli::ArchArg::Conv => deepgen::models::WganArch::Conv,
@@ -226,8 +229,34 @@ fn sample(args: SampleArgs) -> Result<()> {
              to look like digits (that is what the VAE adds)"
         );
     }
-    let n = args.n as usize;
-    let images = prior_samples(model.as_ref(), &gpu, n)?;
+    let (images, n, cols) = match args.class {
+        None => {
+            let n = args.n.unwrap_or(64) as usize;
+            (prior_samples(model.as_ref(), &gpu, n)?, n, grid_cols(n))
+        }
+        Some(class) => {
+            let conditional = model.as_conditional().ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--class: {} holds a `{}` model, which is not told the digit; --class needs \
+                     a conditional one (`deepgen train cvae` or `deepgen train cgan`)",
+                    args.checkpoint.display(),
+                    model.kind().name()
+                )
+            })?;
+            match class {
+                ClassArg::Digit(c) => {
+                    let n = args.n.unwrap_or(64) as usize;
+                    let images = conditional::class_samples(conditional, &gpu, c, n)?;
+                    (images, n, grid_cols(n))
+                }
+                ClassArg::All => {
+                    let cols = args.n.unwrap_or(8) as usize;
+                    let images = conditional::class_grid(conditional, &gpu, cols)?;
+                    (images, 10 * cols, cols)
+                }
+            }
+        }
+    };
     let is_npy = args
         .out
         .extension()
@@ -235,7 +264,7 @@ fn sample(args: SampleArgs) -> Result<()> {
     if is_npy {
         deepgen::files::write_npy(&args.out, &images, &[n, 28, 28])?;
     } else {
-        viz::save_grid(&args.out, &images, 28, 28, grid_cols(n))?;
+        viz::save_grid(&args.out, &images, 28, 28, cols)?;
     }
     println!("wrote {n} samples to {}", args.out.display());
     Ok(())
@@ -314,6 +343,43 @@ fn interpolate(args: InterpolateArgs) -> Result<()> {
     Ok(())
 }
 
+fn analogies(args: AnalogiesArgs) -> Result<()> {
+    check_output_file(&args.out, "--out", &["png"])?;
+    let ckpt = checkpoint::load(&args.checkpoint).context("loading the checkpoint")?;
+    let kind = ckpt.kind()?;
+    if kind != ModelKind::Cvae {
+        anyhow::bail!(
+            "{} holds a `{}` model: analogies encode a test image with its label and decode the \
+             code as every digit, which needs a conditional VAE (`deepgen train cvae`)",
+            args.checkpoint.display(),
+            kind.name()
+        );
+    }
+    let gpu = open_gpu()?;
+    let model = ckpt.into_model(&gpu)?;
+    let cvae = model
+        .as_conditional()
+        .and_then(|c| c.as_cvae())
+        .context("the checkpoint's model is not a conditional VAE")?;
+    let mnist = Mnist::load(&args.data)?;
+    let images = conditional::analogies(
+        cvae,
+        &gpu,
+        &mnist.test,
+        args.image_index,
+        args.count as usize,
+    )?;
+    let rows = images.len() / (11 * 784);
+    viz::save_grid(&args.out, &images, 28, 28, 11)?;
+    println!(
+        "wrote {} ({rows} rows: test images {} to {}, each followed by its code decoded as 0-9)",
+        args.out.display(),
+        args.image_index,
+        args.image_index + rows - 1
+    );
+    Ok(())
+}
+
 fn eval(args: EvalArgs) -> Result<()> {
     if let Some(path) = &args.json {
         check_output_file(path, "--json", &[])?;
@@ -359,6 +425,23 @@ fn eval(args: EvalArgs) -> Result<()> {
             "  class entropy           {h:.3} nats (uniform: {:.3}), histogram {:?}",
             10f64.ln(),
             r.class_histogram.clone().unwrap_or_default()
+        );
+    }
+    if let Some(e) = r.neg_elbo_given_label {
+        println!(
+            "  test negative ELBO of x given its label  {e:.2} nats   ({} test images)",
+            r.test_images.unwrap_or(0)
+        );
+    }
+    if let Some(a) = &r.conditional_accuracy {
+        println!(
+            "  conditional accuracy    {:.4}   ({} samples per digit), per digit {:?}",
+            a.accuracy,
+            a.samples_per_class,
+            a.per_class
+                .iter()
+                .map(|v| (v * 1000.0).round() / 1000.0)
+                .collect::<Vec<_>>()
         );
     }
     if let Some(path) = &args.json {

@@ -7,6 +7,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use crate::checkpoint::{self, Checkpoint};
+use crate::conditional::{ConditionalAccuracy, conditional_accuracy, cvae_eval};
 use crate::data::BINARIZE_SEED;
 use crate::data::Mnist;
 use crate::error::{Error, Result};
@@ -98,6 +99,11 @@ pub struct EvalReport {
     pub samples: Option<usize>,
     /// The classifier checkpoint used.
     pub classifier: Option<String>,
+    /// Conditional VAE: test negative ELBO of x given its label y (one z sample per image).
+    pub neg_elbo_given_label: Option<f64>,
+    /// Conditional models: how often samples asked for digit c are classified c, over
+    /// `fid_samples / 10` samples per digit ([`crate::conditional::conditional_accuracy`]).
+    pub conditional_accuracy: Option<ConditionalAccuracy>,
 }
 
 impl Classifier {
@@ -179,7 +185,8 @@ pub fn evaluate(gpu: &Gpu, path: &Path, opts: &EvalOptions) -> Result<EvalReport
     check_options(opts)?;
     let ckpt = checkpoint::load(path)?;
     let model = ckpt.into_model(gpu)?;
-    if model.as_variational().is_none() && opts.fid_samples == 0 {
+    let cvae = model.as_conditional().and_then(|c| c.as_cvae());
+    if model.as_variational().is_none() && cvae.is_none() && opts.fid_samples == 0 {
         return Err(Error::Invalid(format!(
             "nothing to evaluate: a `{}` model has no likelihood, and --fid-samples 0 skips the \
              sample figures; give --fid-samples N (at least 2)",
@@ -208,7 +215,19 @@ pub fn evaluate(gpu: &Gpu, path: &Path, opts: &EvalOptions) -> Result<EvalReport
         class_histogram: None,
         samples: None,
         classifier: None,
+        neg_elbo_given_label: None,
+        conditional_accuracy: None,
     };
+    if let Some(cvae) = cvae {
+        let test = if binarized {
+            mnist.test.binarized(BINARIZE_SEED)
+        } else {
+            mnist.test.clone()
+        };
+        let n = opts.test_images.unwrap_or(test.len()).min(test.len());
+        report.neg_elbo_given_label = Some(cvae_eval(cvae, gpu, &test.truncate(n), 1.0)?.loss);
+        report.test_images = Some(n);
+    }
     if let Some(vae) = model.as_variational() {
         let test = if binarized {
             mnist.test.binarized(BINARIZE_SEED)
@@ -262,6 +281,17 @@ pub fn evaluate(gpu: &Gpu, path: &Path, opts: &EvalOptions) -> Result<EvalReport
         report.class_entropy = Some(entropy_of_counts(&histogram));
         report.class_histogram = Some(histogram);
         report.samples = Some(opts.fid_samples);
+        if let Some(conditional) = model.as_conditional() {
+            let per_class = opts.fid_samples / 10;
+            if per_class > 0 {
+                report.conditional_accuracy = Some(conditional_accuracy(
+                    conditional,
+                    &classifier,
+                    gpu,
+                    per_class,
+                )?);
+            }
+        }
         report.classifier = Some(match &opts.classifier {
             Some(p) => p.display().to_string(),
             None => BUILTIN_CLASSIFIER_NAME.to_string(),

@@ -8,8 +8,10 @@
 //! but the file.
 
 mod autoencoder;
+mod cgan;
 mod classifier;
 mod conv_vae;
+mod cvae;
 mod dbvae;
 mod dcgan;
 mod gan;
@@ -17,8 +19,10 @@ mod vae;
 mod wgan_gp;
 
 pub use autoencoder::Autoencoder;
+pub use cgan::Cgan;
 pub use classifier::{Classifier, FEATURE_DIM, predicted_class};
 pub use conv_vae::ConvVae;
+pub use cvae::Cvae;
 pub use dbvae::{DbVae, DbVaeOutput};
 pub use dcgan::Dcgan;
 pub use gan::MlpGan;
@@ -104,11 +108,15 @@ pub enum ModelKind {
     DbVae,
     /// Wasserstein GAN with gradient penalty (`wgan-gp`), convolutional or MLP.
     WganGp,
+    /// Conditional VAE, q(z|x,y) and p(x|z,y) (`cvae`).
+    Cvae,
+    /// Conditional GAN, DCGAN-sized, projection discriminator (`cgan`).
+    Cgan,
 }
 
 impl ModelKind {
     /// Every kind.
-    pub const ALL: [ModelKind; 8] = [
+    pub const ALL: [ModelKind; 10] = [
         ModelKind::Vae,
         ModelKind::Autoencoder,
         ModelKind::ConvVae,
@@ -117,6 +125,8 @@ impl ModelKind {
         ModelKind::Classifier,
         ModelKind::DbVae,
         ModelKind::WganGp,
+        ModelKind::Cvae,
+        ModelKind::Cgan,
     ];
 
     /// The name (on the command line and in checkpoints) and a one-line description (the
@@ -139,6 +149,14 @@ impl ModelKind {
             ModelKind::WganGp => (
                 "wgan-gp",
                 "Wasserstein GAN with gradient penalty (--arch conv|mlp)",
+            ),
+            ModelKind::Cvae => (
+                "cvae",
+                "Conditional VAE: the VAE's MLP told the digit (sample --class, analogies)",
+            ),
+            ModelKind::Cgan => (
+                "cgan",
+                "Conditional GAN: the DCGAN told the digit, projection discriminator",
             ),
         }
     }
@@ -179,6 +197,11 @@ pub fn size_keys(
             ("hidden_dim", "encoder.fc1.weight", 0),
             ("latent_dim", "encoder.fc_mu.weight", 0),
         ],
+        ModelKind::Cvae => &[
+            ("input_dim", "encoder.fc1.weight", 1),
+            ("hidden_dim", "encoder.fc1.weight", 0),
+            ("latent_dim", "encoder.fc_mu.weight", 0),
+        ],
         ModelKind::Autoencoder => &[
             ("input_dim", "encoder.fc1.weight", 1),
             ("hidden_dim", "encoder.fc1.weight", 0),
@@ -186,7 +209,7 @@ pub fn size_keys(
         ],
         ModelKind::ConvVae | ModelKind::DbVae => &[("latent_dim", "encoder.fc_mu.weight", 0)],
         ModelKind::Gan => &[("latent_dim", "generator.fc1.weight", 1)],
-        ModelKind::Dcgan => &[("latent_dim", "generator.fc.weight", 1)],
+        ModelKind::Dcgan | ModelKind::Cgan => &[("latent_dim", "generator.fc.weight", 1)],
         ModelKind::WganGp => match meta.get("arch").map(String::as_str) {
             Some("mlp") => &[("latent_dim", "generator.fc1.weight", 1)],
             _ => &[("latent_dim", "generator.fc.weight", 1)],
@@ -206,6 +229,7 @@ pub fn size_keys(
 /// - Conv VAE and classifier: the im2col matrix of the 32 -> 64 channel convolution at 7 x 7
 ///   output positions, 49 rows of 32 x 4 x 4 = 512 per image, 25,088 floats (the conv VAE's
 ///   decoder has its transpose in the backward pass).
+/// - Conditional VAE: as the VAE; conditional GAN: as the DCGAN.
 /// - DCGAN: the 128 -> 64 channel transposed convolution's column matrix, 49 rows of
 ///   64 x 4 x 4 = 1,024, 50,176 floats (the discriminator's 64 -> 128 convolution has as many).
 ///
@@ -220,13 +244,14 @@ pub fn largest_floats_per_sample(kind: ModelKind, meta: &BTreeMap<String, String
     };
     let latent = get("latent_dim", 20);
     match kind {
-        ModelKind::Vae | ModelKind::Autoencoder => get("input_dim", 784)
+        ModelKind::Vae | ModelKind::Autoencoder | ModelKind::Cvae => get("input_dim", 784)
             .max(get("hidden_dim", 400))
             .max(latent),
         ModelKind::DbVae => 784.max(latent),
         ModelKind::Gan => 1024.max(latent),
         ModelKind::ConvVae | ModelKind::Classifier => (7 * 7 * 32 * 4 * 4).max(latent),
-        ModelKind::Dcgan => (7 * 7 * 64 * 4 * 4).max(latent),
+        // The conditional GAN has the DCGAN's convolutions (its label layers are 6,272 wide).
+        ModelKind::Dcgan | ModelKind::Cgan => (7 * 7 * 64 * 4 * 4).max(latent),
         // The conv critic and generator are the DCGAN's; the MLP ones the MLP GAN's.
         ModelKind::WganGp => match meta.get("arch").map(String::as_str) {
             Some("mlp") => 1024.max(latent),
@@ -368,6 +393,12 @@ pub trait Generative: Model {
     /// Decodes latent codes `z (n, latent_dim)` into pixel intensities in [0, 1], `(n, input_dim)`.
     fn generate(&self, z: &Tensor) -> Result<Tensor>;
 
+    /// The model as a conditional one (told the digit), if it is one: `deepgen sample
+    /// --class`, `deepgen analogies` and the conditional accuracy of `deepgen eval` need it.
+    fn as_conditional(&self) -> Option<&dyn Conditional> {
+        None
+    }
+
     /// The model as a VAE (encoder with mu and logvar), if it is one.
     fn as_variational(&self) -> Option<&dyn VariationalModel> {
         None
@@ -384,6 +415,51 @@ pub trait Generative: Model {
             self.kind().name()
         )))
     }
+}
+
+/// Digit classes of the conditional models (MNIST's 0-9).
+pub const NUM_CLASSES: usize = 10;
+
+/// A generative model told which digit to draw: the conditional VAE and the conditional GAN.
+/// Its [`Generative::generate`] decodes row i with the label `i mod 10` (a class-balanced
+/// mixture).
+pub trait Conditional: Generative {
+    /// Decodes codes `z (n, latent_dim)` with one-hot labels `y (n, 10)` into pixel intensities
+    /// in [0, 1], `(n, 784)`.
+    ///
+    /// Errors: [`Error::Shape`] for other shapes.
+    fn generate_given(&self, z: &Tensor, y: &Tensor) -> Result<Tensor>;
+
+    /// The model as a conditional VAE (which has an encoder q(z|x,y)), if it is one.
+    fn as_cvae(&self) -> Option<&Cvae> {
+        None
+    }
+}
+
+/// One-hot rows `(n, 10)` of `labels`, built on the host and uploaded.
+///
+/// Errors: [`Error::Invalid`] naming the first label that is not a digit 0-9.
+pub fn one_hot(gpu: &Gpu, labels: &[u8]) -> Result<Tensor> {
+    let mut v = vec![0f32; labels.len() * NUM_CLASSES];
+    for (i, &c) in labels.iter().enumerate() {
+        if c as usize >= NUM_CLASSES {
+            return Err(Error::Invalid(format!(
+                "label {c} at row {i} is not a digit 0-{}",
+                NUM_CLASSES - 1
+            )));
+        }
+        v[i * NUM_CLASSES + c as usize] = 1.0;
+    }
+    Tensor::from_slice(gpu, &v, [labels.len(), NUM_CLASSES])
+}
+
+/// The labels 0, 1, ..., 9, 0, 1, ... of `n` rows, one-hot `(n, 10)`: what a conditional model's
+/// [`Generative::generate`] decodes with.
+///
+/// Errors: upload errors.
+pub fn cycling_one_hot(gpu: &Gpu, n: usize) -> Result<Tensor> {
+    let labels: Vec<u8> = (0..n).map(|i| (i % NUM_CLASSES) as u8).collect();
+    one_hot(gpu, &labels)
 }
 
 /// Builds an untrained generative model of `kind` from checkpoint-style metadata
@@ -422,6 +498,12 @@ pub fn build(
         ModelKind::ConvVae => Box::new(ConvVae::new(gpu, latent()?, &mut rng)?),
         ModelKind::Gan => Box::new(MlpGan::new(gpu, latent()?, &mut rng)?),
         ModelKind::Dcgan => Box::new(Dcgan::new(gpu, latent()?, &mut rng)?),
+        ModelKind::Cvae => Box::new(Cvae::new(
+            gpu,
+            MlpConfig::from_metadata(meta, origin)?,
+            &mut rng,
+        )?),
+        ModelKind::Cgan => Box::new(Cgan::new(gpu, latent()?, &mut rng)?),
         ModelKind::WganGp => Box::new(WganGp::new(
             gpu,
             wgan_gp::arch_from_metadata(meta, origin)?,

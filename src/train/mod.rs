@@ -14,9 +14,11 @@
 //! - [`gan`]: the MLP GAN and the DCGAN;
 //! - [`classifier`]: the digit classifier;
 //! - [`dbvae`]: the debiasing VAE and its plain twin; [`debias`]: the experiment over seeds;
-//! - [`wgan`]: the WGAN-GP, whose critic step differentiates a gradient.
+//! - [`wgan`]: the WGAN-GP, whose critic step differentiates a gradient;
+//! - [`conditional`]: the conditional VAE and the conditional GAN, told the digit.
 
 pub mod classifier;
+pub mod conditional;
 pub mod dbvae;
 pub mod debias;
 pub mod gan;
@@ -46,11 +48,26 @@ use crate::viz;
 
 pub use crate::data::BINARIZE_SEED;
 pub use classifier::train_classifier;
+pub use conditional::{train_cgan, train_cvae};
 pub use gan::{train_dcgan, train_gan};
 pub use run::{Existing, RunDir};
 pub use state::{ExtraState, OptimizerState, PartialEpoch, TrainState};
 pub use vae::{train_autoencoder, train_conv_vae, train_vae};
 pub use wgan::train_wgan_gp;
+
+/// The conditional VAE's default latent size. With the label in both networks, a 2-d code
+/// (the style: slant, width, thickness) keeps its prior samples on the digits' manifold, so
+/// that a sample asked for a digit is that digit (conditional accuracy 0.968 after 20 epochs);
+/// a 20-d code (`--latent-dim 20`, the VAE's) gives the better likelihood (test -ELBO 101.75
+/// against 133.01) but draws the asked digit far less often (0.735 after 10 epochs): its prior
+/// samples fall off the manifold the codes of real images occupy. The command's purpose is to
+/// draw the digit asked for, so the default is the 2-d code. README, "Conditional generation",
+/// has the figures of both.
+pub const CVAE_LATENT_DIM: usize = 2;
+
+/// The conditional VAE's default epochs: with its 2-d latent, 20 epochs bring the conditional
+/// accuracy over 0.95 (0.968 measured; 0.943 after 10). README, "Conditional generation".
+pub const CVAE_EPOCHS: usize = 20;
 
 /// Everything a training run is told on the command line.
 #[derive(Clone, Debug)]
@@ -110,10 +127,14 @@ impl Default for TrainConfig {
 impl TrainConfig {
     /// The defaults for `kind`: lr 1e-3 and latent 20 for the autoencoders and the
     /// classifier; lr 2e-4 and a 100-d noise vector for the GANs (Radford et al. 2016), lr 1e-4
-    /// for the WGAN-GP (Gulrajani et al. 2017);
-    /// output in runs/NAME.
+    /// for the WGAN-GP (Gulrajani et al. 2017); the conditional GAN as the GANs; the
+    /// conditional VAE lr 1e-3, a 2-d latent ([`CVAE_LATENT_DIM`]) and 20 epochs
+    /// ([`CVAE_EPOCHS`]); output in runs/NAME.
     pub fn for_model(kind: ModelKind) -> TrainConfig {
-        let gan = matches!(kind, ModelKind::Gan | ModelKind::Dcgan | ModelKind::WganGp);
+        let gan = matches!(
+            kind,
+            ModelKind::Gan | ModelKind::Dcgan | ModelKind::WganGp | ModelKind::Cgan
+        );
         TrainConfig {
             // WGAN-GP: Gulrajani et al. 2017, Algorithm 1.
             lr: match kind {
@@ -121,8 +142,16 @@ impl TrainConfig {
                 _ if gan => 2e-4,
                 _ => 1e-3,
             },
-            latent_dim: if gan { 100 } else { 20 },
-            epochs: if kind == ModelKind::Classifier { 2 } else { 10 },
+            latent_dim: match kind {
+                ModelKind::Cvae => CVAE_LATENT_DIM,
+                _ if gan => 100,
+                _ => 20,
+            },
+            epochs: match kind {
+                ModelKind::Classifier => 2,
+                ModelKind::Cvae => CVAE_EPOCHS,
+                _ => 10,
+            },
             out_dir: PathBuf::from("runs").join(kind.name()),
             ..TrainConfig::default()
         }
