@@ -14,12 +14,15 @@
 //! - [`gan`]: the MLP GAN and the DCGAN;
 //! - [`classifier`]: the digit classifier;
 //! - [`dbvae`]: the debiasing VAE and its plain twin; [`debias`]: the experiment over seeds;
-//! - [`wgan`]: the WGAN-GP, whose critic step differentiates a gradient.
+//! - [`wgan`]: the WGAN-GP, whose critic step differentiates a gradient;
+//! - [`pix2pix`] and [`cyclegan`]: image-to-image translation, paired and unpaired.
 
 pub mod classifier;
+pub mod cyclegan;
 pub mod dbvae;
 pub mod debias;
 pub mod gan;
+pub mod pix2pix;
 pub mod run;
 pub mod state;
 pub mod vae;
@@ -110,7 +113,7 @@ impl Default for TrainConfig {
 impl TrainConfig {
     /// The defaults for `kind`: lr 1e-3 and latent 20 for the autoencoders and the
     /// classifier; lr 2e-4 and a 100-d noise vector for the GANs (Radford et al. 2016), lr 1e-4
-    /// for the WGAN-GP (Gulrajani et al. 2017);
+    /// for the WGAN-GP (Gulrajani et al. 2017); lr 2e-4 for pix2pix and CycleGAN (both papers);
     /// output in runs/NAME.
     pub fn for_model(kind: ModelKind) -> TrainConfig {
         let gan = matches!(kind, ModelKind::Gan | ModelKind::Dcgan | ModelKind::WganGp);
@@ -118,6 +121,8 @@ impl TrainConfig {
             // WGAN-GP: Gulrajani et al. 2017, Algorithm 1.
             lr: match kind {
                 ModelKind::WganGp => 1e-4,
+                // Isola et al. 2017, sec. 3.3; Zhu et al. 2017, sec. 4.
+                ModelKind::Pix2Pix | ModelKind::CycleGan => 2e-4,
                 _ if gan => 2e-4,
                 _ => 1e-3,
             },
