@@ -38,6 +38,10 @@ pub enum Command {
     Debias(DebiasArgs),
     /// Time every kernel family against the adapter's measured bandwidth and FMA ceilings.
     Bench(crate::workbench::Args),
+    /// Translate test digits with a pix2pix or CycleGAN checkpoint: a grid of rows (input,
+    /// output, target) for pix2pix, (x, T(x), back again) for CycleGAN; --eval measures it on
+    /// the test set with the built-in classifier.
+    Translate(TranslateArgs),
 }
 
 /// The per-image scores of `deepgen outliers`.
@@ -147,6 +151,16 @@ pub struct TrainArgs {
     /// wgan-gp: the generator's and critic's architecture.
     #[arg(long, value_enum, default_value_t = ArchArg::Conv)]
     pub arch: ArchArg,
+    /// pix2pix: train the U-Net with the L1 term alone (the paper's ablation; no discriminator).
+    #[arg(long)]
+    pub l1_only: bool,
+    /// pix2pix and cyclegan: base channel count of the networks (default 32 for pix2pix, 16
+    /// for cyclegan).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub width: Option<u64>,
+    /// cyclegan: residual blocks per generator.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(0..=16))]
+    pub blocks: u64,
 }
 
 /// The WGAN-GP architectures of `deepgen train wgan-gp --arch`.
@@ -380,4 +394,42 @@ pub struct OutlierArgs {
     /// Seed of the importance samples.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+}
+
+/// Which way a CycleGAN translates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DirectionArg {
+    /// A -> B: MNIST to thick inverted digits (G). The only direction of pix2pix.
+    AToB,
+    /// B -> A: thick inverted digits to MNIST (F).
+    BToA,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct TranslateArgs {
+    /// A pix2pix or cyclegan model.safetensors.
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// The grid to write (.png).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// CycleGAN: which way to translate.
+    #[arg(long, value_enum, default_value_t = DirectionArg::AToB)]
+    pub direction: DirectionArg,
+    /// Rows of the grid: the first N test digits.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub n: u64,
+    /// Measure the model on the test set (pix2pix: accuracy, classifier-FID, L1; CycleGAN:
+    /// label preservation, cycle L1, confusion) with the built-in classifier.
+    #[arg(long)]
+    pub eval: bool,
+    /// With --eval: the first N test digits only (default: all 10,000).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(2..))]
+    pub test_images: Option<u64>,
+    /// With --eval: also write the figures as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Directory with the MNIST files.
+    #[arg(long, default_value = "data/mnist")]
+    pub data: PathBuf,
 }

@@ -11,7 +11,7 @@ use clap::Parser;
 
 use cli::{
     AnalogiesArgs, ClassArg, Cli, Command, DebiasArgs, EvalArgs, InterpolateArgs, OutlierArgs,
-    SampleArgs, ScoreArg, TrainArgs, TraverseArgs,
+    SampleArgs, ScoreArg, TrainArgs, TranslateArgs, TraverseArgs,
 };
 use deepgen::data::Mnist;
 use deepgen::eval::report::{EvalOptions, check_options, evaluate};
@@ -61,6 +61,7 @@ fn run() -> Result<()> {
         Command::Outliers(args) => outliers(args),
         Command::Debias(args) => debias(args),
         Command::Bench(args) => bench(args),
+        Command::Translate(args) => translate(args),
     }
 }
 
@@ -167,6 +168,18 @@ fn train(args: TrainArgs) -> Result<()> {
         force: args.force,
         resume: args.resume,
     };
+    if args.l1_only && kind != ModelKind::Pix2Pix {
+        anyhow::bail!(
+            "--l1-only is pix2pix's ablation; a `{}` model has no L1 term",
+            kind.name()
+        );
+    }
+    if args.width.is_some() && !matches!(kind, ModelKind::Pix2Pix | ModelKind::CycleGan) {
+        anyhow::bail!(
+            "--width sets pix2pix's and cyclegan's sizes, not a `{}` model's",
+            kind.name()
+        );
+    }
     let gpu = open_gpu()?;
     stop_on_ctrl_c();
     println!(
@@ -192,6 +205,24 @@ fn train(args: TrainArgs) -> Result<()> {
                 cli::ArchArg::Mlp => deepgen::models::WganArch::Mlp,
             };
             train_wgan_gp(&gpu, &cfg, arch).map(|_| ())
+        }
+        ModelKind::Pix2Pix => {
+            let opts = deepgen::train::pix2pix::Pix2PixOptions {
+                width: args
+                    .width
+                    .map_or(deepgen::train::pix2pix::DEFAULT_WIDTH, |w| w as usize),
+                l1_only: args.l1_only,
+            };
+            deepgen::train::pix2pix::train_pix2pix(&gpu, &cfg, opts).map(|_| ())
+        }
+        ModelKind::CycleGan => {
+            let opts = deepgen::train::cyclegan::CycleGanOptions {
+                width: args
+                    .width
+                    .map_or(deepgen::train::cyclegan::DEFAULT_WIDTH, |w| w as usize),
+                blocks: args.blocks as usize,
+            };
+            deepgen::train::cyclegan::train_cyclegan(&gpu, &cfg, opts).map(|_| ())
         }
         ModelKind::DbVae => {
             let dcfg = DebiasConfig {
@@ -549,4 +580,133 @@ fn outliers(args: OutlierArgs) -> Result<()> {
         opts.out_dir.display()
     );
     Ok(())
+}
+
+/// `deepgen translate`: a grid of test digits translated by a pix2pix or CycleGAN checkpoint
+/// and, with --eval, its figures on the test set (see `deepgen::eval::translation`).
+fn translate(args: TranslateArgs) -> Result<()> {
+    use deepgen::data::domains::{restyle, top_half};
+    use deepgen::eval::translation::{Translator, evaluate_cyclegan, evaluate_pix2pix, triples};
+    use deepgen::models::Direction;
+    check_output_file(&args.out, "--out", &["png"])?;
+    if let Some(path) = &args.json {
+        if !args.eval {
+            anyhow::bail!("--json writes the figures of --eval; add --eval");
+        }
+        check_output_file(path, "--json", &[])?;
+    }
+    let ckpt = checkpoint::load(&args.checkpoint).context("loading the checkpoint")?;
+    let gpu = open_gpu()?;
+    let model = Translator::from_checkpoint(&gpu, &ckpt)?;
+    let direction = match args.direction {
+        cli::DirectionArg::AToB => Direction::AToB,
+        cli::DirectionArg::BToA => Direction::BToA,
+    };
+    if matches!(model, Translator::Pix2Pix(_)) && direction == Direction::BToA {
+        anyhow::bail!(
+            "--direction b-to-a: a pix2pix model translates one way only (top half -> whole \
+             digit); b-to-a is CycleGAN's"
+        );
+    }
+    let mut test = Mnist::load_test(&args.data, "--data")?;
+    let n = args.n as usize;
+    if n > test.len() {
+        anyhow::bail!("--n {n}: the test set has {} images", test.len());
+    }
+    let _no_grad = deepgen::no_grad();
+    let first = test.clone().truncate(n);
+    let (grid, what) = match &model {
+        Translator::Pix2Pix(m) => {
+            let inputs = top_half(&first).images;
+            let out = deepgen::train::pix2pix::complete(m, &gpu, &inputs)?;
+            (
+                triples(&inputs, &out, &first.images, n),
+                "input (top half), completion, target",
+            )
+        }
+        Translator::CycleGan(m) => {
+            use deepgen::train::cyclegan::translate_images;
+            let (x, back) = match direction {
+                Direction::AToB => (first.images.clone(), Direction::BToA),
+                Direction::BToA => (restyle(&first).images, Direction::AToB),
+            };
+            let there = translate_images(m, &gpu, direction, &x)?;
+            let round = translate_images(m, &gpu, back, &there)?;
+            let what = match direction {
+                Direction::AToB => "a, G(a), F(G(a))",
+                Direction::BToA => "b (restyled test digit), F(b), G(F(b))",
+            };
+            (triples(&x, &there, &round, n), what)
+        }
+    };
+    viz::save_grid(&args.out, &grid, 28, 28, 3)?;
+    println!("wrote {} ({n} rows: {what})", args.out.display());
+    if !args.eval {
+        return Ok(());
+    }
+    if let Some(k) = args.test_images {
+        test = test.truncate(k as usize);
+    }
+    let classifier = deepgen::eval::report::load_classifier(&gpu, None)?;
+    let json = match &model {
+        Translator::Pix2Pix(m) => {
+            let r = evaluate_pix2pix(&gpu, m, &classifier, &test, true)?;
+            println!(
+                "pix2pix{} on {} test digits (bottom half completed):",
+                if r.l1_only { " (L1 only)" } else { "" },
+                r.test_images
+            );
+            println!(
+                "  classifier accuracy     {:.4}   (whole digits {:.4}; top halves alone {:.4})",
+                r.accuracy, r.accuracy_originals, r.accuracy_inputs
+            );
+            if let Some(f) = r.classifier_fid {
+                println!("  classifier-FID          {f:.3}   (completions vs test digits)");
+            }
+            println!(
+                "  L1 to target            {:.4}   per pixel in [0, 1] ({:.4} on the bottom half)",
+                r.l1, r.l1_bottom
+            );
+            print_turned_into(&r.confusion, "completed as");
+            serde_json::to_string_pretty(&r)?
+        }
+        Translator::CycleGan(m) => {
+            let r = evaluate_cyclegan(&gpu, m, &classifier, &test)?;
+            println!("CycleGAN on {} test digits:", r.test_images);
+            println!(
+                "  label preservation A->B {:.4}   (classifier on 1 - G(a); ceiling 1 - restyle(a): {:.4})",
+                r.label_preservation, r.label_preservation_ceiling
+            );
+            println!(
+                "  cycle L1 |F(G(a)) - a|  {:.4}   per pixel in [0, 1]",
+                r.cycle_l1
+            );
+            println!("  |G(a) - restyle(a)|     {:.4}", r.l1_to_restyled);
+            println!(
+                "  label preservation B->A {:.4}   (classifier on F(b), b = restyle(a))",
+                r.label_preservation_b_to_a
+            );
+            println!("  cycle L1 |G(F(b)) - b|  {:.4}", r.cycle_l1_b_to_a);
+            print_turned_into(&r.confusion, "A->B: 1 - G(a) read as");
+            print_turned_into(&r.confusion_b_to_a, "B->A: F(b) read as");
+            serde_json::to_string_pretty(&r)?
+        }
+    };
+    if let Some(path) = &args.json {
+        deepgen::files::write_atomic(path, json.as_bytes())?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+/// Prints the digits a translation turns into others: the confusion cells off the diagonal
+/// holding at least 5% of their digit.
+fn print_turned_into(confusion: &[[usize; 10]; 10], how: &str) {
+    let cells = deepgen::eval::translation::turned_into(confusion, 0.05);
+    if cells.is_empty() {
+        println!("  no digit {how} another in 5% of its cases or more");
+    }
+    for (t, p, c, f) in cells {
+        println!("  {t}s {how} {p}: {c} ({:.1}% of the {t}s)", 100.0 * f);
+    }
 }

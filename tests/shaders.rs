@@ -13,9 +13,10 @@ use std::mem::{offset_of, size_of};
 use deepgen::gpu::MAX_PARAMS_BYTES;
 use deepgen::ops::kernels::ACTIVATION_WGSL;
 use deepgen::ops::{
-    ActivationKind, Binary, BinaryParams, ConvParams, DropoutParams, ElemParams, Kernel,
-    LayoutParams, MatmulParams, NormParams, RandnParams, ReduceParams, RepeatParams, RowParams,
-    RowsParams, ShaderFile, TexMatmulParams, UnaryParams,
+    ActivationKind, Binary, BinaryParams, ChannelParams, ConvParams, DropoutParams, ElemParams,
+    InstanceNormParams, Kernel, LayoutParams, MatmulParams, NormParams, PairLossParams,
+    RandnParams, ReduceParams, RepeatParams, RowParams, RowsParams, ShaderFile, TexMatmulParams,
+    UnaryParams,
 };
 use deepgen::optim::AdamParams;
 use deepgen::tensor::FillParams;
@@ -148,6 +149,26 @@ fn params_layout(kernel: Kernel) -> RustLayout {
                 momentum
             })
         }
+        ConcatChannels | NarrowChannels | PadChannels => layout!(ChannelParams {
+            n,
+            c0,
+            c1,
+            inner,
+            start
+        }),
+        L1Forward | L1Backward | LeastSquaresForward | LeastSquaresBackward => {
+            layout!(PairLossParams { rows, dim, value })
+        }
+        InstanceNormStats
+        | InstanceNormForward
+        | InstanceNormBackwardReduce
+        | InstanceNormBackwardAffine
+        | InstanceNormBackwardDx => layout!(InstanceNormParams {
+            rows,
+            channels,
+            inner,
+            eps
+        }),
     }
 }
 

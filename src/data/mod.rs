@@ -2,6 +2,7 @@
 //! Host-side only (files, threads allowed); nothing here touches the GPU.
 
 pub mod biased;
+pub mod domains;
 pub mod idx;
 mod mnist;
 

@@ -21,3 +21,4 @@ pub mod likelihood;
 pub mod outliers;
 pub mod report;
 pub mod score;
+pub mod translation;

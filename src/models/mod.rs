@@ -12,9 +12,11 @@ mod cgan;
 mod classifier;
 mod conv_vae;
 mod cvae;
+pub mod cyclegan;
 mod dbvae;
 mod dcgan;
 mod gan;
+pub mod pix2pix;
 mod vae;
 mod wgan_gp;
 
@@ -23,9 +25,11 @@ pub use cgan::Cgan;
 pub use classifier::{Classifier, FEATURE_DIM, predicted_class};
 pub use conv_vae::ConvVae;
 pub use cvae::Cvae;
+pub use cyclegan::{CycleGan, Direction};
 pub use dbvae::{DbVae, DbVaeOutput};
 pub use dcgan::Dcgan;
 pub use gan::MlpGan;
+pub use pix2pix::Pix2Pix;
 pub use vae::Vae;
 pub use wgan_gp::{WganArch, WganGp};
 
@@ -112,6 +116,10 @@ pub enum ModelKind {
     Cvae,
     /// Conditional GAN, DCGAN-sized, projection discriminator (`cgan`).
     Cgan,
+    /// pix2pix, paired image-to-image translation (`pix2pix`): completes digits from their top half.
+    Pix2Pix,
+    /// CycleGAN, unpaired translation between two domains (`cyclegan`).
+    CycleGan,
 }
 
 impl ModelKind {
@@ -127,6 +135,8 @@ impl ModelKind {
         ModelKind::WganGp,
         ModelKind::Cvae,
         ModelKind::Cgan,
+        ModelKind::Pix2Pix,
+        ModelKind::CycleGan,
     ];
 
     /// The name (on the command line and in checkpoints) and a one-line description (the
@@ -157,6 +167,14 @@ impl ModelKind {
             ModelKind::Cgan => (
                 "cgan",
                 "Conditional GAN: the DCGAN told the digit, projection discriminator",
+            ),
+            ModelKind::Pix2Pix => (
+                "pix2pix",
+                "pix2pix: U-Net completing a digit from its top half (--l1-only: without the GAN term)",
+            ),
+            ModelKind::CycleGan => (
+                "cyclegan",
+                "CycleGAN: MNIST <-> thickened, inverted MNIST from unpaired halves",
             ),
         }
     }
@@ -215,6 +233,8 @@ pub fn size_keys(
             _ => &[("latent_dim", "generator.fc.weight", 1)],
         },
         ModelKind::Classifier => &[],
+        ModelKind::Pix2Pix => &[("width", "generator.enc1.weight", 0)],
+        ModelKind::CycleGan => &[("width", "g_ab.stem.weight", 0)],
     }
 }
 
@@ -232,6 +252,11 @@ pub fn size_keys(
 /// - Conditional VAE: as the VAE; conditional GAN: as the DCGAN.
 /// - DCGAN: the 128 -> 64 channel transposed convolution's column matrix, 49 rows of
 ///   64 x 4 x 4 = 1,024, 50,176 floats (the discriminator's 64 -> 128 convolution has as many).
+///
+/// - pix2pix (width w): the 2w -> 4w transposed convolution's column matrix (and the
+///   w -> 2w convolution's im2col), 49 rows of 16 w, or the discriminator's first im2col, 196
+///   rows of 2 x 4 x 4.
+/// - CycleGAN (width w): the last convolution's im2col, 784 rows of w x 3 x 3.
 ///
 /// Measured on lavapipe (128 MiB bindings): a DCGAN step at 668 images runs and at 669 fails;
 /// the classifier and the conv VAE at 1,337 and 1,338; the VAE at 42,799 and 42,800; the GAN
@@ -257,6 +282,8 @@ pub fn largest_floats_per_sample(kind: ModelKind, meta: &BTreeMap<String, String
             Some("mlp") => 1024.max(latent),
             _ => (7 * 7 * 64 * 4 * 4).max(latent),
         },
+        ModelKind::Pix2Pix => (49 * 16 * get("width", 32)).max(196 * 2 * 16),
+        ModelKind::CycleGan => 784 * 9 * get("width", 16).max(1),
     }
 }
 
@@ -510,6 +537,16 @@ pub fn build(
             latent()?,
             &mut rng,
         )?),
+        ModelKind::Pix2Pix | ModelKind::CycleGan => {
+            return Err(Error::Checkpoint {
+                path: origin.to_path_buf(),
+                reason: format!(
+                    "this is a `{}` checkpoint: an image-to-image translation model, which \
+                     translates images instead of sampling them; use `deepgen translate`",
+                    kind.name()
+                ),
+            });
+        }
         ModelKind::Classifier | ModelKind::DbVae => {
             return Err(Error::Checkpoint {
                 path: origin.to_path_buf(),

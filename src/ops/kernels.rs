@@ -46,6 +46,12 @@ pub enum ShaderFile {
     Norm,
     /// `shaders/matmul_texture.wgsl` (needs 8-lane subgroups; compiled only where available)
     MatmulTexture,
+    /// `shaders/concat.wgsl`
+    Concat,
+    /// `shaders/pair_loss.wgsl`
+    PairLoss,
+    /// `shaders/instance_norm.wgsl`
+    InstanceNorm,
 }
 
 /// `shaders/activation.wgsl`: the activation functions, prepended to the files that use them.
@@ -65,6 +71,9 @@ impl ShaderFile {
             ShaderFile::Conv => "conv.wgsl",
             ShaderFile::Norm => "norm.wgsl",
             ShaderFile::MatmulTexture => "matmul_texture.wgsl",
+            ShaderFile::Concat => "concat.wgsl",
+            ShaderFile::PairLoss => "pair_loss.wgsl",
+            ShaderFile::InstanceNorm => "instance_norm.wgsl",
         }
     }
 
@@ -81,6 +90,9 @@ impl ShaderFile {
             ShaderFile::Conv => include_str!("../../shaders/conv.wgsl"),
             ShaderFile::Norm => include_str!("../../shaders/norm.wgsl"),
             ShaderFile::MatmulTexture => include_str!("../../shaders/matmul_texture.wgsl"),
+            ShaderFile::Concat => include_str!("../../shaders/concat.wgsl"),
+            ShaderFile::PairLoss => include_str!("../../shaders/pair_loss.wgsl"),
+            ShaderFile::InstanceNorm => include_str!("../../shaders/instance_norm.wgsl"),
         }
     }
 
@@ -170,6 +182,18 @@ pub enum Kernel {
     BatchNormForward,
     BatchNormBackwardReduce,
     BatchNormBackwardDx,
+    ConcatChannels,
+    NarrowChannels,
+    PadChannels,
+    L1Forward,
+    L1Backward,
+    LeastSquaresForward,
+    LeastSquaresBackward,
+    InstanceNormStats,
+    InstanceNormForward,
+    InstanceNormBackwardReduce,
+    InstanceNormBackwardAffine,
+    InstanceNormBackwardDx,
 }
 
 /// An override constant a kernel is compiled with, set per adapter from its capabilities.
@@ -305,6 +329,38 @@ impl Kernel {
                 Some(RowWorkgroup),
             ),
             BatchNormBackwardDx => (F::Norm, "batch_norm_backward_dx", 7, 1, None),
+            ConcatChannels => (F::Concat, "concat_channels", 2, 1, None),
+            NarrowChannels => (F::Concat, "narrow_channels", 1, 1, None),
+            PadChannels => (F::Concat, "pad_channels", 1, 1, None),
+            L1Forward => (F::PairLoss, "l1_forward", 2, 1, Some(RowWorkgroup)),
+            L1Backward => (F::PairLoss, "l1_backward", 3, 1, None),
+            LeastSquaresForward => (
+                F::PairLoss,
+                "least_squares_forward",
+                1,
+                1,
+                Some(RowWorkgroup),
+            ),
+            LeastSquaresBackward => (F::PairLoss, "least_squares_backward", 2, 1, None),
+            InstanceNormStats => (
+                F::InstanceNorm,
+                "instance_norm_stats",
+                1,
+                2,
+                Some(RowWorkgroup),
+            ),
+            InstanceNormForward => (F::InstanceNorm, "instance_norm_forward", 5, 1, None),
+            InstanceNormBackwardReduce => (
+                F::InstanceNorm,
+                "instance_norm_backward_reduce",
+                4,
+                2,
+                Some(RowWorkgroup),
+            ),
+            InstanceNormBackwardAffine => {
+                (F::InstanceNorm, "instance_norm_backward_affine", 2, 2, None)
+            }
+            InstanceNormBackwardDx => (F::InstanceNorm, "instance_norm_backward_dx", 7, 1, None),
         };
         KernelSpec {
             file,

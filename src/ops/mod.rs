@@ -14,6 +14,9 @@
 //! | `loss.rs` | `bce_with_logits`, `mse_loss`, `softmax_cross_entropy` | `shaders/loss.wgsl` |
 //! | `norm.rs` | `batch_norm` (1-D and 2-D) | `shaders/norm.wgsl` |
 //! | `random.rs` | `randn`, `dropout`, `bernoulli` | `shaders/random.wgsl` |
+//! | `concat.rs` | `concat_channels`, `narrow_channels`, `pad_channels`, `split_channels` (U-Net skips) | `shaders/concat.wgsl` |
+//! | `pair_loss.rs` | `l1_loss`, `least_squares_loss` (image-to-image translation) | `shaders/pair_loss.wgsl` |
+//! | `instance_norm.rs` | `instance_norm` | `shaders/instance_norm.wgsl` |
 //!
 //! Every Params struct here is `#[repr(C)]` + `Pod` with the fields of its WGSL twin;
 //! `tests/shaders.rs` checks that names and offsets agree.
@@ -24,26 +27,32 @@ pub(crate) fn rows_grid(rows: usize) -> [u32; 3] {
     crate::gpu::grid_1d(rows as u64, 1)
 }
 
+pub mod concat;
 pub mod conv;
 pub mod elementwise;
+pub mod instance_norm;
 pub mod kernels;
 pub mod loss;
 pub mod matmul;
 pub mod matmul_texture;
 pub mod norm;
+pub mod pair_loss;
 pub mod random;
 pub mod reduce;
 pub mod vae;
 
+pub use concat::{ChannelParams, concat_channels, narrow_channels, pad_channels, split_channels};
 pub use conv::{Conv2dOptions, ConvParams, LayoutParams, conv_transpose2d, conv2d};
 pub use elementwise::{
     Activation, ActivationKind, Binary, BinaryParams, RepeatParams, UnaryParams,
 };
+pub use instance_norm::{InstanceNormParams, instance_norm};
 pub use kernels::{Kernel, ShaderFile};
 pub use loss::{RowParams, bce_with_logits, mse_loss, softmax_cross_entropy};
 pub use matmul::{MatmulParams, TexMatmulParams};
 pub use matmul_texture::{MATMUL_ENV, MatmulPath};
 pub use norm::{NormParams, batch_norm};
+pub use pair_loss::{PairLossParams, l1_loss, least_squares_loss};
 pub use random::{DropoutParams, RandnParams};
 pub use reduce::{ReduceParams, RowsParams};
 pub use vae::{ElemParams, kl_divergence, reparameterize, reparameterize_kl};

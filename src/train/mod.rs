@@ -15,13 +15,16 @@
 //! - [`classifier`]: the digit classifier;
 //! - [`dbvae`]: the debiasing VAE and its plain twin; [`debias`]: the experiment over seeds;
 //! - [`wgan`]: the WGAN-GP, whose critic step differentiates a gradient;
-//! - [`conditional`]: the conditional VAE and the conditional GAN, told the digit.
+//! - [`conditional`]: the conditional VAE and the conditional GAN, told the digit;
+//! - [`pix2pix`] and [`cyclegan`]: image-to-image translation, paired and unpaired.
 
 pub mod classifier;
 pub mod conditional;
+pub mod cyclegan;
 pub mod dbvae;
 pub mod debias;
 pub mod gan;
+pub mod pix2pix;
 pub mod run;
 pub mod state;
 pub mod vae;
@@ -129,7 +132,7 @@ impl TrainConfig {
     /// classifier; lr 2e-4 and a 100-d noise vector for the GANs (Radford et al. 2016), lr 1e-4
     /// for the WGAN-GP (Gulrajani et al. 2017); the conditional GAN as the GANs; the
     /// conditional VAE lr 1e-3, a 2-d latent ([`CVAE_LATENT_DIM`]) and 20 epochs
-    /// ([`CVAE_EPOCHS`]); output in runs/NAME.
+    /// ([`CVAE_EPOCHS`]); lr 2e-4 for pix2pix and CycleGAN (both papers); output in runs/NAME.
     pub fn for_model(kind: ModelKind) -> TrainConfig {
         let gan = matches!(
             kind,
@@ -139,6 +142,8 @@ impl TrainConfig {
             // WGAN-GP: Gulrajani et al. 2017, Algorithm 1.
             lr: match kind {
                 ModelKind::WganGp => 1e-4,
+                // Isola et al. 2017, sec. 3.3; Zhu et al. 2017, sec. 4.
+                ModelKind::Pix2Pix | ModelKind::CycleGan => 2e-4,
                 _ if gan => 2e-4,
                 _ => 1e-3,
             },
