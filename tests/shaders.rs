@@ -13,9 +13,9 @@ use std::mem::{offset_of, size_of};
 use deepgen::gpu::MAX_PARAMS_BYTES;
 use deepgen::ops::kernels::ACTIVATION_WGSL;
 use deepgen::ops::{
-    ActivationKind, Binary, BinaryParams, ConvParams, DropoutParams, ElemParams, Kernel,
-    LayoutParams, MatmulParams, NormParams, RandnParams, ReduceParams, RepeatParams, RowParams,
-    RowsParams, ShaderFile, TexMatmulParams, UnaryParams,
+    ActivationKind, Binary, BinaryParams, ConvParams, DropoutParams, ElemParams,
+    ImplicitConvParams, Kernel, LayoutParams, MatmulParams, NormParams, RandnParams, ReduceParams,
+    RepeatParams, RowParams, RowsParams, ShaderFile, TexMatmulParams, UnaryParams,
 };
 use deepgen::optim::AdamParams;
 use deepgen::tensor::FillParams;
@@ -45,7 +45,9 @@ macro_rules! layout {
 fn params_layout(kernel: Kernel) -> RustLayout {
     use Kernel::*;
     match kernel {
-        MatmulNN | MatmulNT | MatmulTN => {
+        MatmulNN | MatmulNT | MatmulTN | MatmulNaiveNN | MatmulNaiveNT | MatmulNaiveTN
+        | MatmulTiledNN | MatmulTiledNT | MatmulTiledTN | MatmulSubgroupNN | MatmulSubgroupNT
+        | MatmulSubgroupTN => {
             layout!(MatmulParams {
                 m,
                 n,
@@ -135,6 +137,24 @@ fn params_layout(kernel: Kernel) -> RustLayout {
             pad_w,
             dil_h,
             dil_w,
+            has_bias
+        }),
+        ConvImplicitForward | ConvImplicitDx | ConvImplicitDw => layout!(ImplicitConvParams {
+            n,
+            c,
+            h,
+            w,
+            kh,
+            kw,
+            oh,
+            ow,
+            stride_h,
+            stride_w,
+            pad_h,
+            pad_w,
+            dil_h,
+            dil_w,
+            o,
             has_bias
         }),
         RowsToNchw | NchwToRows => layout!(LayoutParams { n, o, p, has_bias }),
