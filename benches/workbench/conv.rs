@@ -24,7 +24,7 @@
 //! Version switch: none at run time: the engine runs v3 for kernels 4 wide (every case here) and
 //! v2 otherwise (`im2col` in src/ops/conv.rs). The products under them follow `--matmul`.
 
-use deepgen::ops::{Conv2dOptions, conv_transpose2d, conv2d};
+use deepgen::ops::{Conv2dOptions, ConvAlgorithm, conv_transpose2d, conv2d};
 use deepgen::{Result, Tensor};
 
 use super::matmul::{self, Variant};
@@ -65,6 +65,9 @@ const fn layer(transpose: bool, cin: usize, hw: usize, cout: usize, bias: bool) 
     }
 }
 
+/// The first [`CASES`] are the DCGAN's (the `--quick` suite's).
+const DCGAN_CASES: usize = 4;
+
 /// The convolution layers of the DCGAN (discriminator, then generator, first four) and of the
 /// conv VAE (encoder, then decoder).
 pub const CASES: [Case; 8] = [
@@ -81,9 +84,11 @@ pub const CASES: [Case; 8] = [
 /// The im2col products of every conv2d layer in [`CASES`], for the matmul family: with
 /// M = N OH OW and K = C KH KW, the forward `col (M, K) W^T` (NT, M x K x O), the input
 /// gradient's `dY W` (NN, M x O x K) and the weight gradient `dY^T col` (TN, O x M x K).
-pub fn products() -> Vec<matmul::Case> {
+/// `quick`: the DCGAN's layers only.
+pub fn products(quick: bool) -> Vec<matmul::Case> {
     CASES
         .iter()
+        .take(if quick { DCGAN_CASES } else { CASES.len() })
         .filter(|c| !c.transpose)
         .flat_map(|c| {
             let [n, o, oh, ow] = c.output_dims();
@@ -245,13 +250,41 @@ impl Case {
 
 /// Checks and times every case.
 pub fn run(bench: &mut Bench) -> Result<()> {
-    for case in CASES {
+    let cases = if bench.quick {
+        DCGAN_CASES
+    } else {
+        CASES.len()
+    };
+    for case in CASES.into_iter().take(cases) {
         row(bench, case)?;
     }
     Ok(())
 }
 
+/// Checks and times `case` with each algorithm forced, then with the autotuner's choice per
+/// product (`auto`, what the models run), and records the pick against the fastest.
 fn row(bench: &mut Bench, case: Case) -> Result<()> {
+    let gpu = bench.gpu;
+    for algorithm in [
+        Some(ConvAlgorithm::Im2col),
+        Some(ConvAlgorithm::Implicit),
+        None,
+    ] {
+        gpu.force_conv_algorithm(algorithm);
+        bench.version = Some(algorithm.map_or("auto", ConvAlgorithm::name).into());
+        let done = row_with(bench, case);
+        bench.version = None;
+        gpu.force_conv_algorithm(None);
+        done?;
+    }
+    let kernel = case.kernel();
+    let shape = case.shape();
+    bench.tuner_pick(kernel, &shape, "auto", false);
+    bench.tuner_pick(&format!("{kernel}_backward"), &shape, "auto", false);
+    Ok(())
+}
+
+fn row_with(bench: &mut Bench, case: Case) -> Result<()> {
     let kernel = case.kernel();
     let backward_kernel = format!("{kernel}_backward");
     let shape = case.shape();

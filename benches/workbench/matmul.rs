@@ -34,38 +34,16 @@
 //! program. The default is v5 where the adapter can run it (8-lane subgroups, read-only
 //! rgba32float storage textures), v2 elsewhere; the report's `matmul_path` says which ran.
 
-use deepgen::ops::MatmulPath;
-use deepgen::{Error, Gpu, Result};
+use deepgen::Result;
+use deepgen::ops::{Layout, MatmulVersion, chosen_version};
+use strum::VariantArray;
 
 use super::reference::ref_matmul;
 use super::{Bench, Work, check, cpu_time, pick, to_f64};
 
-/// A matmul version the workbench can force (see the table above).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Version {
-    /// The register-blocked storage-buffer kernel, `shaders/matmul.wgsl`.
-    V2,
-    /// The texture-operand kernel, `shaders/matmul_texture.wgsl` (8-lane subgroups).
-    V5,
-}
-
-/// Makes the engine run `version` for every product.
-///
-/// Errors: [`Error::Invalid`] saying why, if the adapter cannot run it.
-pub fn select(gpu: &Gpu, version: Version) -> Result<()> {
-    let path = match version {
-        Version::V2 => MatmulPath::Generic,
-        Version::V5 => MatmulPath::Texture,
-    };
-    if gpu.set_matmul_path(path) {
-        return Ok(());
-    }
-    let why = path
-        .unsupported_reason(gpu.capabilities())
-        .unwrap_or_default();
-    Err(Error::Invalid(format!(
-        "matmul {version:?} ({path:?}) cannot run on this adapter: {why}"
-    )))
+/// Parses `--matmul`: `v1` .. `v5` (also `generic` for v2, `texture` for v5).
+pub fn parse_version(text: &str) -> std::result::Result<MatmulVersion, String> {
+    MatmulVersion::parse(text).ok_or_else(|| format!("{text}: expected v1, v2, v3, v4 or v5"))
 }
 
 /// Which entry point.
@@ -82,10 +60,15 @@ pub enum Variant {
 impl Variant {
     /// The op's name.
     fn name(self) -> &'static str {
+        self.layout().name()
+    }
+
+    /// The engine's layout.
+    fn layout(self) -> Layout {
         match self {
-            Variant::NN => "matmul",
-            Variant::NT => "matmul_nt",
-            Variant::TN => "matmul_tn",
+            Variant::NN => Layout::NN,
+            Variant::NT => Layout::NT,
+            Variant::TN => Layout::TN,
         }
     }
 }
@@ -112,7 +95,7 @@ const fn case(variant: Variant, m: usize, k: usize, n: usize, quick: bool) -> Ca
 }
 
 /// Square sizes, each timed as NN, NT and TN, and whether `--quick` runs them.
-const SQUARES: [(usize, bool); 4] = [(256, true), (512, false), (1024, true), (2048, false)];
+const SQUARES: [(usize, bool); 4] = [(256, false), (512, false), (1024, true), (2048, false)];
 
 /// The models' products.
 const MODELS: [Case; 9] = {
@@ -146,9 +129,7 @@ fn cases(quick: bool) -> Vec<Case> {
         })
         .collect();
     cases.extend(MODELS.iter().filter(|c| c.quick || !quick));
-    if !quick {
-        cases.extend(super::conv::products());
-    }
+    cases.extend(super::conv::products(quick));
     cases
 }
 
@@ -251,12 +232,6 @@ fn row(
         false,
         variant == Variant::NT,
     );
-    let got = {
-        let _no_grad = deepgen::no_grad();
-        op()?.to_vec()?
-    };
-    check(kernel, &shape, "product", &pick(&got, &rows, n), &want)?;
-    let (seconds, timing) = bench.inference_seconds(op)?;
     let mut c = vec![0.0f32; m * n];
     let cpu_seconds = cpu_time(bench.plan, || sgemm(variant, &a, &b, [m, k, n], &mut c));
     let flops = 2.0 * (m * k * n) as f64;
@@ -264,13 +239,45 @@ fn row(
         flops,
         bytes: 4.0 * (m * k + k * n + m * n) as f64,
     };
-    bench.push(
-        kernel,
-        &shape,
-        seconds,
-        work,
-        timing,
-        Some(flops / cpu_seconds / 1e9),
-    );
+    let gpu = ta.gpu().clone();
+    // Every version the adapter can run at this shape (v5 declines shapes without a contiguous
+    // dimension divisible by 4), or the one of --matmul.
+    let versions: Vec<MatmulVersion> = match bench.forced_matmul {
+        Some(v) => vec![v],
+        None => MatmulVersion::VARIANTS
+            .iter()
+            .copied()
+            .filter(|v| v.unsupported_reason(gpu.capabilities()).is_none())
+            .collect(),
+    };
+    for version in versions {
+        gpu.force_matmul_version(Some(version))?;
+        if chosen_version(&ta, &tb, variant.layout())? != version {
+            continue;
+        }
+        let got = {
+            let _no_grad = deepgen::no_grad();
+            op()?.to_vec()?
+        };
+        let label = format!("{kernel} {}", version.name());
+        check(&label, &shape, "product", &pick(&got, &rows, n), &want)?;
+        let (seconds, timing) = bench.inference_seconds(op)?;
+        bench.version = Some(version.name().into());
+        bench.push(
+            kernel,
+            &shape,
+            seconds,
+            work,
+            timing,
+            Some(flops / cpu_seconds / 1e9),
+        );
+        bench.version = None;
+    }
+    gpu.force_matmul_version(bench.forced_matmul)?;
+    if bench.forced_matmul.is_none() {
+        // The autotuner's pick (measured now on this adapter if the cache has none).
+        let pick = chosen_version(&ta, &tb, variant.layout())?;
+        bench.tuner_pick(kernel, &shape, pick.name(), true);
+    }
     Ok(())
 }
