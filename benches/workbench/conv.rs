@@ -17,12 +17,29 @@
 //! | v2 im2col (one invocation per pixel and channel writes its KH*KW floats) + matmul | `im2col` (KW != 4) | 7.7 (217 ms under load; commit 45eb031, the first bench run) |
 //! | v3 im2col_kw4 (one invocation per pixel, channel and kernel row writes its 4 taps as one vec4) + matmul | `im2col_kw4` (KW = 4) | 9.7 (170 ms under load, commit 6c3cfe8); 29.9 (54.9 ms) with matmul v5's rows layout and epilogue constant (docs/bench_lavapipe.json, commit f7f5e66) |
 //!
-//! Cases: [`CASES`]. Each is checked against the f64 references (reference.rs) on the first and
-//! last samples of the batch (output and input gradient) and on the first and last rows of the
-//! weight gradient (over the whole batch), then timed forward (as inference) and backward.
+//! Algorithms (src/ops/conv.rs; the autotuner picks per product and geometry): `im2col` above
+//! (with the matmul the tuner picks for each product), and `implicit`, implicit GEMM on matmul
+//! v3's tiling (`shaders/conv_implicit.wgsl`: the operands gathered from the NCHW tensors into
+//! workgroup memory, no im2col matrix in global memory, NCHW out). Each case has a row per
+//! algorithm forced and one `auto` row (the tuner's choice per product, what the models run),
+//! compared with the faster forced one in the report's `tuner` list. GFLOP/s on lavapipe in one
+//! run (`deepgen bench --quick`, see matmul.rs for the load):
 //!
-//! Version switch: none at run time: the engine runs v3 for kernels 4 wide (every case here) and
-//! v2 otherwise (`im2col` in src/ops/conv.rs). The products under them follow `--matmul`.
+//! LAVAPIPE_CONV
+//!
+//! On paper (H100, see matmul.rs): the implicit kernel stages the same BM x BN x BK tiles as v3,
+//! so it moves the same 1/16 byte per FLOP at the 64x64 GPU tile, plus the index arithmetic of
+//! the gather; the im2col path writes and reads the unfolded matrix (KH KW / stride^2 = 4 times
+//! the input for the models' k4 s2 layers) through global memory on top of its product.
+//!
+//! Cases: [`CASES`] (`--quick`: the DCGAN's four). Each is checked against the f64 references
+//! (reference.rs) on the first and last samples of the batch (output and input gradient) and on
+//! the first and last rows of the weight gradient (over the whole batch), then timed forward (as
+//! inference) and backward, once per algorithm.
+//!
+//! Version switch: `DEEPGEN_CONV=implicit|im2col` or `Gpu::force_conv_algorithm`; the im2col
+//! path's unfolding is `im2col_kw4` for kernels 4 wide (every case here) and `im2col` otherwise,
+//! and its products follow `--matmul`.
 
 use deepgen::ops::{Conv2dOptions, ConvAlgorithm, conv_transpose2d, conv2d};
 use deepgen::{Result, Tensor};

@@ -19,7 +19,8 @@
 //! per-invocation buffer load is a loop over the SIMD lanes, and the direct kernel does one per
 //! multiply-add, while the matmul reads its operands from textures in vector gathers and reuses
 //! each value across a register block. An implicit GEMM (the gather inside the matmul's k loop)
-//! would bring those per-lane loads back into the inner loop, so it was not pursued here.
+//! brings those per-lane loads back into the tile loads: it is the second algorithm, for GPUs,
+//! and the autotuner measures which one wins where (benches/workbench/conv.rs has the figures).
 
 //! Index algebra (one output pixel (oh, ow) sees input (oh*s - p + kh*d, ow*s - p + kw*d)):
 //!

@@ -2,8 +2,8 @@
 //!
 //! On the first use of a kernel for a shape class (the exact problem: the layout and
 //! `M x K x N` of a product, the geometry of a convolution), [`choose`] times every eligible
-//! version on the call's own operands (each once, then the contenders within 3x of the best
-//! once more; GPU timestamps where the adapter has them, else host time around a blocking
+//! version on the call's own operands (each once, then the contenders within 1.5x of the best
+//! once more if a call is short; GPU timestamps where the adapter has them, else host time around a blocking
 //! submit) and keeps the fastest. Every version computes the same product (each is tested
 //! against the same f64 reference), so the choice changes speed, not results beyond float
 //! rounding. Choices are kept for the process and, off the browser, in a small JSON file in
@@ -110,6 +110,7 @@ pub fn cached_choices(adapter: &str) -> BTreeMap<String, String> {
 /// recorded one (so every context of the process agrees). Off the browser the cache file is
 /// rewritten atomically with the entry merged in; a file that cannot be written costs only the
 /// speed of the next run (said once on stderr).
+#[cfg_attr(target_arch = "wasm32", allow(dead_code))]
 fn record_choice(adapter: &str, class: &str, choice: &str) -> String {
     let recorded = with_table(|t| {
         t.entry(adapter.to_string())
@@ -173,7 +174,9 @@ pub(crate) fn choose<T: Copy + PartialEq>(
 }
 
 /// The candidate with the least measured time (None if every timing failed): each timed once,
-/// then those within 3x of the best once more, keeping each one's minimum.
+/// then those within 1.5x of the best once more (only where a call takes under
+/// [`RETIME_BELOW_S`], so a slow product costs one call per version), keeping each one's
+/// minimum.
 #[cfg(not(target_arch = "wasm32"))]
 fn fastest<T: Copy>(
     gpu: &Gpu,
@@ -184,7 +187,7 @@ fn fastest<T: Copy>(
     for pass in 0..2 {
         let best = times.iter().copied().fold(f64::INFINITY, f64::min);
         for (i, &c) in candidates.iter().enumerate() {
-            if pass == 1 && times[i] >= 3.0 * best {
+            if pass == 1 && (times[i] > 1.5 * best || times[i] >= RETIME_BELOW_S) {
                 continue;
             }
             if let Ok(s) = seconds(gpu, || run(c)) {
@@ -195,6 +198,9 @@ fn fastest<T: Copy>(
     let (i, t) = times.iter().enumerate().min_by(|a, b| a.1.total_cmp(b.1))?;
     t.is_finite().then(|| candidates[i])
 }
+
+/// Candidates whose first timed call took longer than this (seconds) are not timed again.
+pub const RETIME_BELOW_S: f64 = 0.25;
 
 /// Seconds the GPU spends on what `record` records, after all earlier work: GPU timestamps
 /// where the adapter has them inside encoders, else host time around the submit and the wait.
