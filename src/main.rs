@@ -146,6 +146,48 @@ fn info() -> Result<()> {
         "(choose another adapter with {}=<part of its name>)",
         deepgen::gpu::ADAPTER_ENV
     );
+    tuning_info(&gpu)
+}
+
+/// `deepgen info`'s autotuner part: what is forced, where the cache is, and its choices for
+/// this adapter and driver.
+fn tuning_info(gpu: &deepgen::Gpu) -> Result<()> {
+    use deepgen::ops::tune;
+    let forced = |v: Option<&'static str>, var: &str| match v {
+        Some(v) => format!("{v} (forced: {var} or in code)"),
+        None => format!("autotuned ({var}=auto)"),
+    };
+    println!(
+        "matmul version: {}",
+        forced(
+            gpu.forced_matmul_version().map(|v| v.name()),
+            deepgen::ops::MATMUL_ENV
+        )
+    );
+    println!(
+        "conv algorithm: {}",
+        forced(
+            gpu.forced_conv_algorithm().map(|a| a.name()),
+            deepgen::ops::CONV_ENV
+        )
+    );
+    let Some(path) = tune::cache_path() else {
+        println!(
+            "tuning cache: none (no cache directory; set {})",
+            tune::CACHE_DIR_ENV
+        );
+        return Ok(());
+    };
+    let key = tune::adapter_key(gpu);
+    let choices = tune::read_cache(&path)?.remove(&key).unwrap_or_default();
+    println!(
+        "tuning cache: {} ({} choices for this adapter and driver; delete the file to measure again)",
+        path.display(),
+        choices.len()
+    );
+    for (class, choice) in &choices {
+        println!("  {class:<52} {choice}");
+    }
     Ok(())
 }
 

@@ -40,83 +40,87 @@ fn options(stride: [usize; 2], padding: [usize; 2], dilation: [usize; 2]) -> Con
 
 #[test]
 fn conv2d_forward_matches_reference() {
-    for (i, (xs, [o, kh, kw], s, p, d)) in CASES.into_iter().enumerate() {
-        let c = xs[1];
-        let x = rand_vec(xs.iter().product(), 1 + i as u64, -1.0, 1.0);
-        let w = rand_vec(o * c * kh * kw, 50 + i as u64, -1.0, 1.0);
-        let b = rand_vec(o, 90 + i as u64, -1.0, 1.0);
-        let y = conv2d(
-            &tensor(&x, &xs),
-            &tensor(&w, &[o, c, kh, kw]),
-            Some(&tensor(&b, &[o])),
-            options(s, p, d),
-        )
-        .unwrap();
-        let (want, [oh, ow]) = ref_conv2d(
-            &to_f64(&x),
-            &to_f64(&w),
-            Some(&to_f64(&b)),
-            xs,
-            [o, kh, kw],
-            s,
-            p,
-            d,
-        );
-        assert_eq!(y.dims(), &[xs[0], o, oh, ow], "case {i}");
-        assert_close(
-            &format!("conv2d case {i}"),
-            &y.to_vec().unwrap(),
-            &want,
-            1e-5,
-            1e-5 * ((c * kh * kw) as f64).sqrt(),
-        );
-    }
+    for_each_conv_algorithm(|alg| {
+        for (i, (xs, [o, kh, kw], s, p, d)) in CASES.into_iter().enumerate() {
+            let c = xs[1];
+            let x = rand_vec(xs.iter().product(), 1 + i as u64, -1.0, 1.0);
+            let w = rand_vec(o * c * kh * kw, 50 + i as u64, -1.0, 1.0);
+            let b = rand_vec(o, 90 + i as u64, -1.0, 1.0);
+            let y = conv2d(
+                &tensor(&x, &xs),
+                &tensor(&w, &[o, c, kh, kw]),
+                Some(&tensor(&b, &[o])),
+                options(s, p, d),
+            )
+            .unwrap();
+            let (want, [oh, ow]) = ref_conv2d(
+                &to_f64(&x),
+                &to_f64(&w),
+                Some(&to_f64(&b)),
+                xs,
+                [o, kh, kw],
+                s,
+                p,
+                d,
+            );
+            assert_eq!(y.dims(), &[xs[0], o, oh, ow], "case {i}");
+            assert_close(
+                &format!("conv2d case {i} {alg:?}"),
+                &y.to_vec().unwrap(),
+                &want,
+                1e-5,
+                1e-5 * ((c * kh * kw) as f64).sqrt(),
+            );
+        }
+    });
 }
 
 #[test]
 fn conv_transpose2d_forward_matches_reference() {
-    // (input, (C_out, KH, KW), stride, padding, dilation, output_padding)
-    let cases: [TransposeCase; 6] = [
-        ([1, 1, 1, 1], [1, 1, 1], [1, 1], [0, 0], [1, 1], [0, 0]),
-        ([1, 3, 7, 7], [2, 3, 3], [1, 1], [1, 1], [1, 1], [0, 0]),
-        ([2, 4, 7, 7], [3, 4, 4], [2, 2], [1, 1], [1, 1], [0, 0]),
-        ([2, 3, 5, 6], [2, 3, 3], [2, 2], [1, 1], [1, 1], [1, 1]),
-        ([1, 2, 4, 3], [3, 2, 3], [3, 2], [0, 1], [2, 1], [1, 0]),
-        ([2, 16, 7, 7], [8, 4, 4], [2, 2], [1, 1], [1, 1], [0, 0]),
-    ];
-    for (i, (xs, [cout, kh, kw], s, p, d, op)) in cases.into_iter().enumerate() {
-        let cin = xs[1];
-        let x = rand_vec(xs.iter().product(), 3 + i as u64, -1.0, 1.0);
-        let w = rand_vec(cin * cout * kh * kw, 60 + i as u64, -1.0, 1.0);
-        let b = rand_vec(cout, 70 + i as u64, -1.0, 1.0);
-        let y = conv_transpose2d(
-            &tensor(&x, &xs),
-            &tensor(&w, &[cin, cout, kh, kw]),
-            Some(&tensor(&b, &[cout])),
-            options(s, p, d),
-            op,
-        )
-        .unwrap();
-        let (want, [oh, ow]) = ref_conv_transpose2d(
-            &to_f64(&x),
-            &to_f64(&w),
-            Some(&to_f64(&b)),
-            xs,
-            [cout, kh, kw],
-            s,
-            p,
-            d,
-            op,
-        );
-        assert_eq!(y.dims(), &[xs[0], cout, oh, ow], "case {i}");
-        assert_close(
-            &format!("conv_transpose2d case {i}"),
-            &y.to_vec().unwrap(),
-            &want,
-            1e-5,
-            1e-5 * ((cin * kh * kw) as f64).sqrt(),
-        );
-    }
+    for_each_conv_algorithm(|alg| {
+        // (input, (C_out, KH, KW), stride, padding, dilation, output_padding)
+        let cases: [TransposeCase; 6] = [
+            ([1, 1, 1, 1], [1, 1, 1], [1, 1], [0, 0], [1, 1], [0, 0]),
+            ([1, 3, 7, 7], [2, 3, 3], [1, 1], [1, 1], [1, 1], [0, 0]),
+            ([2, 4, 7, 7], [3, 4, 4], [2, 2], [1, 1], [1, 1], [0, 0]),
+            ([2, 3, 5, 6], [2, 3, 3], [2, 2], [1, 1], [1, 1], [1, 1]),
+            ([1, 2, 4, 3], [3, 2, 3], [3, 2], [0, 1], [2, 1], [1, 0]),
+            ([2, 16, 7, 7], [8, 4, 4], [2, 2], [1, 1], [1, 1], [0, 0]),
+        ];
+        for (i, (xs, [cout, kh, kw], s, p, d, op)) in cases.into_iter().enumerate() {
+            let cin = xs[1];
+            let x = rand_vec(xs.iter().product(), 3 + i as u64, -1.0, 1.0);
+            let w = rand_vec(cin * cout * kh * kw, 60 + i as u64, -1.0, 1.0);
+            let b = rand_vec(cout, 70 + i as u64, -1.0, 1.0);
+            let y = conv_transpose2d(
+                &tensor(&x, &xs),
+                &tensor(&w, &[cin, cout, kh, kw]),
+                Some(&tensor(&b, &[cout])),
+                options(s, p, d),
+                op,
+            )
+            .unwrap();
+            let (want, [oh, ow]) = ref_conv_transpose2d(
+                &to_f64(&x),
+                &to_f64(&w),
+                Some(&to_f64(&b)),
+                xs,
+                [cout, kh, kw],
+                s,
+                p,
+                d,
+                op,
+            );
+            assert_eq!(y.dims(), &[xs[0], cout, oh, ow], "case {i}");
+            assert_close(
+                &format!("conv_transpose2d case {i} {alg:?}"),
+                &y.to_vec().unwrap(),
+                &want,
+                1e-5,
+                1e-5 * ((cin * kh * kw) as f64).sqrt(),
+            );
+        }
+    });
 }
 
 #[test]
@@ -207,50 +211,57 @@ fn conv_refuses_bad_shapes() {
 
 #[test]
 fn conv2d_backward() {
-    for (i, (xs, [o, kh, kw], s, p, d)) in CASES.into_iter().enumerate().take(5) {
-        let c = xs[1];
-        gradcheck(
-            &format!("conv2d case {i}"),
-            &[
-                input(rand_vec(xs.iter().product(), 5 + i as u64, -1.0, 1.0), &xs),
-                input(
-                    rand_vec(o * c * kh * kw, 15 + i as u64, -1.0, 1.0),
-                    &[o, c, kh, kw],
-                ),
-                input(rand_vec(o, 25 + i as u64, -1.0, 1.0), &[o]),
-            ],
-            |t| conv2d(&t[0], &t[1], Some(&t[2]), options(s, p, d)),
-            |x| ref_conv2d(&x[0], &x[1], Some(&x[2]), xs, [o, kh, kw], s, p, d).0,
-            1e-3,
-        );
-    }
+    for_each_conv_algorithm(|alg| {
+        for (i, (xs, [o, kh, kw], s, p, d)) in CASES.into_iter().enumerate().take(5) {
+            let c = xs[1];
+            gradcheck(
+                &format!("conv2d case {i} {alg:?}"),
+                &[
+                    input(rand_vec(xs.iter().product(), 5 + i as u64, -1.0, 1.0), &xs),
+                    input(
+                        rand_vec(o * c * kh * kw, 15 + i as u64, -1.0, 1.0),
+                        &[o, c, kh, kw],
+                    ),
+                    input(rand_vec(o, 25 + i as u64, -1.0, 1.0), &[o]),
+                ],
+                |t| conv2d(&t[0], &t[1], Some(&t[2]), options(s, p, d)),
+                |x| ref_conv2d(&x[0], &x[1], Some(&x[2]), xs, [o, kh, kw], s, p, d).0,
+                1e-3,
+            );
+        }
+    });
 }
 
 #[test]
 fn conv_transpose2d_backward() {
-    let cases: [TransposeCase; 4] = [
-        ([1, 1, 1, 1], [1, 1, 1], [1, 1], [0, 0], [1, 1], [0, 0]),
-        ([1, 3, 5, 5], [2, 3, 3], [1, 1], [1, 1], [1, 1], [0, 0]),
-        ([2, 3, 4, 3], [2, 4, 4], [2, 2], [1, 1], [1, 1], [0, 0]),
-        ([1, 2, 3, 4], [3, 3, 2], [2, 3], [1, 0], [1, 2], [1, 2]),
-    ];
-    for (i, (xs, [cout, kh, kw], s, p, d, op)) in cases.into_iter().enumerate() {
-        let cin = xs[1];
-        gradcheck(
-            &format!("conv_transpose2d case {i}"),
-            &[
-                input(rand_vec(xs.iter().product(), 35 + i as u64, -1.0, 1.0), &xs),
-                input(
-                    rand_vec(cin * cout * kh * kw, 45 + i as u64, -1.0, 1.0),
-                    &[cin, cout, kh, kw],
-                ),
-                input(rand_vec(cout, 55 + i as u64, -1.0, 1.0), &[cout]),
-            ],
-            |t| conv_transpose2d(&t[0], &t[1], Some(&t[2]), options(s, p, d), op),
-            |x| ref_conv_transpose2d(&x[0], &x[1], Some(&x[2]), xs, [cout, kh, kw], s, p, d, op).0,
-            1e-3,
-        );
-    }
+    for_each_conv_algorithm(|alg| {
+        let cases: [TransposeCase; 4] = [
+            ([1, 1, 1, 1], [1, 1, 1], [1, 1], [0, 0], [1, 1], [0, 0]),
+            ([1, 3, 5, 5], [2, 3, 3], [1, 1], [1, 1], [1, 1], [0, 0]),
+            ([2, 3, 4, 3], [2, 4, 4], [2, 2], [1, 1], [1, 1], [0, 0]),
+            ([1, 2, 3, 4], [3, 3, 2], [2, 3], [1, 0], [1, 2], [1, 2]),
+        ];
+        for (i, (xs, [cout, kh, kw], s, p, d, op)) in cases.into_iter().enumerate() {
+            let cin = xs[1];
+            gradcheck(
+                &format!("conv_transpose2d case {i} {alg:?}"),
+                &[
+                    input(rand_vec(xs.iter().product(), 35 + i as u64, -1.0, 1.0), &xs),
+                    input(
+                        rand_vec(cin * cout * kh * kw, 45 + i as u64, -1.0, 1.0),
+                        &[cin, cout, kh, kw],
+                    ),
+                    input(rand_vec(cout, 55 + i as u64, -1.0, 1.0), &[cout]),
+                ],
+                |t| conv_transpose2d(&t[0], &t[1], Some(&t[2]), options(s, p, d), op),
+                |x| {
+                    ref_conv_transpose2d(&x[0], &x[1], Some(&x[2]), xs, [cout, kh, kw], s, p, d, op)
+                        .0
+                },
+                1e-3,
+            );
+        }
+    });
 }
 
 /// The direct weight-gradient reference, which the workbench checks its conv rows against,
@@ -259,70 +270,73 @@ fn conv_transpose2d_backward() {
 /// output side of a conv2d from its output).
 #[test]
 fn weight_gradients_match_the_direct_reference() {
-    for (i, (xs, [o, kh, kw], s, p, d)) in CASES.into_iter().enumerate() {
-        let c = xs[1];
-        let x = rand_vec(xs.iter().product(), 60 + i as u64, -1.0, 1.0);
-        let w = tensor(
-            &rand_vec(o * c * kh * kw, 70 + i as u64, -1.0, 1.0),
-            &[o, c, kh, kw],
-        )
-        .requires_grad_();
-        let y = conv2d(&tensor(&x, &xs), &w, None, options(s, p, d)).unwrap();
-        let dy = rand_vec(y.numel(), 80 + i as u64, -1.0, 1.0);
-        let grads = y
-            .mul(&tensor(&dy, y.dims()))
-            .unwrap()
-            .sum()
-            .unwrap()
-            .backward()
-            .unwrap();
-        let want = ref_conv2d_backward_weight(&to_f64(&x), &to_f64(&dy), xs, [o, kh, kw], s, p, d);
-        assert_close(
-            &format!("conv2d case {i}: dweight"),
-            &grads.get(&w).unwrap().to_vec().unwrap(),
-            &want,
-            1e-4,
-            1e-4,
-        );
-    }
-    let cases: [TransposeCase; 3] = [
-        ([1, 3, 5, 5], [2, 3, 3], [1, 1], [1, 1], [1, 1], [0, 0]),
-        ([2, 3, 4, 3], [2, 4, 4], [2, 2], [1, 1], [1, 1], [0, 0]),
-        ([1, 2, 3, 4], [3, 3, 2], [2, 3], [1, 0], [1, 2], [1, 2]),
-    ];
-    for (i, (xs, [cout, kh, kw], s, p, d, op)) in cases.into_iter().enumerate() {
-        let cin = xs[1];
-        let x = rand_vec(xs.iter().product(), 90 + i as u64, -1.0, 1.0);
-        let w = tensor(
-            &rand_vec(cin * cout * kh * kw, 100 + i as u64, -1.0, 1.0),
-            &[cin, cout, kh, kw],
-        )
-        .requires_grad_();
-        let y = conv_transpose2d(&tensor(&x, &xs), &w, None, options(s, p, d), op).unwrap();
-        let ys: [usize; 4] = y.dims().try_into().unwrap();
-        let dy = rand_vec(y.numel(), 110 + i as u64, -1.0, 1.0);
-        let grads = y
-            .mul(&tensor(&dy, &ys))
-            .unwrap()
-            .sum()
-            .unwrap()
-            .backward()
-            .unwrap();
-        let want = ref_conv2d_backward_weight(
-            &to_f64(&dy),
-            &to_f64(&x),
-            [ys[0], cout, ys[2], ys[3]],
-            [cin, kh, kw],
-            s,
-            p,
-            d,
-        );
-        assert_close(
-            &format!("conv_transpose2d case {i}: dweight"),
-            &grads.get(&w).unwrap().to_vec().unwrap(),
-            &want,
-            1e-4,
-            1e-4,
-        );
-    }
+    for_each_conv_algorithm(|alg| {
+        for (i, (xs, [o, kh, kw], s, p, d)) in CASES.into_iter().enumerate() {
+            let c = xs[1];
+            let x = rand_vec(xs.iter().product(), 60 + i as u64, -1.0, 1.0);
+            let w = tensor(
+                &rand_vec(o * c * kh * kw, 70 + i as u64, -1.0, 1.0),
+                &[o, c, kh, kw],
+            )
+            .requires_grad_();
+            let y = conv2d(&tensor(&x, &xs), &w, None, options(s, p, d)).unwrap();
+            let dy = rand_vec(y.numel(), 80 + i as u64, -1.0, 1.0);
+            let grads = y
+                .mul(&tensor(&dy, y.dims()))
+                .unwrap()
+                .sum()
+                .unwrap()
+                .backward()
+                .unwrap();
+            let want =
+                ref_conv2d_backward_weight(&to_f64(&x), &to_f64(&dy), xs, [o, kh, kw], s, p, d);
+            assert_close(
+                &format!("conv2d case {i} {alg:?}: dweight"),
+                &grads.get(&w).unwrap().to_vec().unwrap(),
+                &want,
+                1e-4,
+                1e-4,
+            );
+        }
+        let cases: [TransposeCase; 3] = [
+            ([1, 3, 5, 5], [2, 3, 3], [1, 1], [1, 1], [1, 1], [0, 0]),
+            ([2, 3, 4, 3], [2, 4, 4], [2, 2], [1, 1], [1, 1], [0, 0]),
+            ([1, 2, 3, 4], [3, 3, 2], [2, 3], [1, 0], [1, 2], [1, 2]),
+        ];
+        for (i, (xs, [cout, kh, kw], s, p, d, op)) in cases.into_iter().enumerate() {
+            let cin = xs[1];
+            let x = rand_vec(xs.iter().product(), 90 + i as u64, -1.0, 1.0);
+            let w = tensor(
+                &rand_vec(cin * cout * kh * kw, 100 + i as u64, -1.0, 1.0),
+                &[cin, cout, kh, kw],
+            )
+            .requires_grad_();
+            let y = conv_transpose2d(&tensor(&x, &xs), &w, None, options(s, p, d), op).unwrap();
+            let ys: [usize; 4] = y.dims().try_into().unwrap();
+            let dy = rand_vec(y.numel(), 110 + i as u64, -1.0, 1.0);
+            let grads = y
+                .mul(&tensor(&dy, &ys))
+                .unwrap()
+                .sum()
+                .unwrap()
+                .backward()
+                .unwrap();
+            let want = ref_conv2d_backward_weight(
+                &to_f64(&dy),
+                &to_f64(&x),
+                [ys[0], cout, ys[2], ys[3]],
+                [cin, kh, kw],
+                s,
+                p,
+                d,
+            );
+            assert_close(
+                &format!("conv_transpose2d case {i} {alg:?}: dweight"),
+                &grads.get(&w).unwrap().to_vec().unwrap(),
+                &want,
+                1e-4,
+                1e-4,
+            );
+        }
+    });
 }

@@ -14,9 +14,9 @@ use deepgen::gpu::MAX_PARAMS_BYTES;
 use deepgen::ops::kernels::ACTIVATION_WGSL;
 use deepgen::ops::{
     ActivationKind, Binary, BinaryParams, ChannelParams, ConvParams, DropoutParams, ElemParams,
-    InstanceNormParams, Kernel, LayoutParams, MatmulParams, NormParams, PairLossParams,
-    RandnParams, ReduceParams, RepeatParams, RowParams, RowsParams, ShaderFile, TexMatmulParams,
-    UnaryParams,
+    ImplicitConvParams, InstanceNormParams, Kernel, LayoutParams, MatmulParams, NormParams,
+    PairLossParams, RandnParams, ReduceParams, RepeatParams, RowParams, RowsParams, ShaderFile,
+    TexMatmulParams, UnaryParams,
 };
 use deepgen::optim::AdamParams;
 use deepgen::tensor::FillParams;
@@ -46,7 +46,9 @@ macro_rules! layout {
 fn params_layout(kernel: Kernel) -> RustLayout {
     use Kernel::*;
     match kernel {
-        MatmulNN | MatmulNT | MatmulTN => {
+        MatmulNN | MatmulNT | MatmulTN | MatmulNaiveNN | MatmulNaiveNT | MatmulNaiveTN
+        | MatmulTiledNN | MatmulTiledNT | MatmulTiledTN | MatmulSubgroupNN | MatmulSubgroupNT
+        | MatmulSubgroupTN => {
             layout!(MatmulParams {
                 m,
                 n,
@@ -136,6 +138,24 @@ fn params_layout(kernel: Kernel) -> RustLayout {
             pad_w,
             dil_h,
             dil_w,
+            has_bias
+        }),
+        ConvImplicitForward | ConvImplicitDx | ConvImplicitDw => layout!(ImplicitConvParams {
+            n,
+            c,
+            h,
+            w,
+            kh,
+            kw,
+            oh,
+            ow,
+            stride_h,
+            stride_w,
+            pad_h,
+            pad_w,
+            dil_h,
+            dil_w,
+            o,
             has_bias
         }),
         RowsToNchw | NchwToRows => layout!(LayoutParams { n, o, p, has_bias }),

@@ -17,14 +17,31 @@
 //! | v2 im2col (one invocation per pixel and channel writes its KH*KW floats) + matmul | `im2col` (KW != 4) | 7.7 (217 ms under load; commit 45eb031, the first bench run) |
 //! | v3 im2col_kw4 (one invocation per pixel, channel and kernel row writes its 4 taps as one vec4) + matmul | `im2col_kw4` (KW = 4) | 9.7 (170 ms under load, commit 6c3cfe8); 29.9 (54.9 ms) with matmul v5's rows layout and epilogue constant (docs/bench_lavapipe.json, commit f7f5e66) |
 //!
-//! Cases: [`CASES`]. Each is checked against the f64 references (reference.rs) on the first and
-//! last samples of the batch (output and input gradient) and on the first and last rows of the
-//! weight gradient (over the whole batch), then timed forward (as inference) and backward.
+//! Algorithms (src/ops/conv.rs; the autotuner picks per product and geometry): `im2col` above
+//! (with the matmul the tuner picks for each product), and `implicit`, implicit GEMM on matmul
+//! v3's tiling (`shaders/conv_implicit.wgsl`: the operands gathered from the NCHW tensors into
+//! workgroup memory, no im2col matrix in global memory, NCHW out). Each case has a row per
+//! algorithm forced and one `auto` row (the tuner's choice per product, what the models run),
+//! compared with the faster forced one in the report's `tuner` list. GFLOP/s on lavapipe in one
+//! run (`deepgen bench --quick`, see matmul.rs for the load):
 //!
-//! Version switch: none at run time: the engine runs v3 for kernels 4 wide (every case here) and
-//! v2 otherwise (`im2col` in src/ops/conv.rs). The products under them follow `--matmul`.
+//! LAVAPIPE_CONV
+//!
+//! On paper (H100, see matmul.rs): the implicit kernel stages the same BM x BN x BK tiles as v3,
+//! so it moves the same 1/16 byte per FLOP at the 64x64 GPU tile, plus the index arithmetic of
+//! the gather; the im2col path writes and reads the unfolded matrix (KH KW / stride^2 = 4 times
+//! the input for the models' k4 s2 layers) through global memory on top of its product.
+//!
+//! Cases: [`CASES`] (`--quick`: the DCGAN's four). Each is checked against the f64 references
+//! (reference.rs) on the first and last samples of the batch (output and input gradient) and on
+//! the first and last rows of the weight gradient (over the whole batch), then timed forward (as
+//! inference) and backward, once per algorithm.
+//!
+//! Version switch: `DEEPGEN_CONV=implicit|im2col` or `Gpu::force_conv_algorithm`; the im2col
+//! path's unfolding is `im2col_kw4` for kernels 4 wide (every case here) and `im2col` otherwise,
+//! and its products follow `--matmul`.
 
-use deepgen::ops::{Conv2dOptions, conv_transpose2d, conv2d};
+use deepgen::ops::{Conv2dOptions, ConvAlgorithm, conv_transpose2d, conv2d};
 use deepgen::{Result, Tensor};
 
 use super::matmul::{self, Variant};
@@ -65,6 +82,9 @@ const fn layer(transpose: bool, cin: usize, hw: usize, cout: usize, bias: bool) 
     }
 }
 
+/// The first [`CASES`] are the DCGAN's (the `--quick` suite's).
+const DCGAN_CASES: usize = 4;
+
 /// The convolution layers of the DCGAN (discriminator, then generator, first four) and of the
 /// conv VAE (encoder, then decoder).
 pub const CASES: [Case; 8] = [
@@ -81,9 +101,11 @@ pub const CASES: [Case; 8] = [
 /// The im2col products of every conv2d layer in [`CASES`], for the matmul family: with
 /// M = N OH OW and K = C KH KW, the forward `col (M, K) W^T` (NT, M x K x O), the input
 /// gradient's `dY W` (NN, M x O x K) and the weight gradient `dY^T col` (TN, O x M x K).
-pub fn products() -> Vec<matmul::Case> {
+/// `quick`: the DCGAN's layers only.
+pub fn products(quick: bool) -> Vec<matmul::Case> {
     CASES
         .iter()
+        .take(if quick { DCGAN_CASES } else { CASES.len() })
         .filter(|c| !c.transpose)
         .flat_map(|c| {
             let [n, o, oh, ow] = c.output_dims();
@@ -245,13 +267,41 @@ impl Case {
 
 /// Checks and times every case.
 pub fn run(bench: &mut Bench) -> Result<()> {
-    for case in CASES {
+    let cases = if bench.quick {
+        DCGAN_CASES
+    } else {
+        CASES.len()
+    };
+    for case in CASES.into_iter().take(cases) {
         row(bench, case)?;
     }
     Ok(())
 }
 
+/// Checks and times `case` with each algorithm forced, then with the autotuner's choice per
+/// product (`auto`, what the models run), and records the pick against the fastest.
 fn row(bench: &mut Bench, case: Case) -> Result<()> {
+    let gpu = bench.gpu;
+    for algorithm in [
+        Some(ConvAlgorithm::Im2col),
+        Some(ConvAlgorithm::Implicit),
+        None,
+    ] {
+        gpu.force_conv_algorithm(algorithm);
+        bench.version = Some(algorithm.map_or("auto", ConvAlgorithm::name).into());
+        let done = row_with(bench, case);
+        bench.version = None;
+        gpu.force_conv_algorithm(None);
+        done?;
+    }
+    let kernel = case.kernel();
+    let shape = case.shape();
+    bench.tuner_pick(kernel, &shape, "auto", false);
+    bench.tuner_pick(&format!("{kernel}_backward"), &shape, "auto", false);
+    Ok(())
+}
+
+fn row_with(bench: &mut Bench, case: Case) -> Result<()> {
     let kernel = case.kernel();
     let backward_kernel = format!("{kernel}_backward");
     let shape = case.shape();

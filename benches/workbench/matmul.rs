@@ -2,70 +2,69 @@
 //! points: `matmul` (A B: the layers' input gradients), `matmul_nt` (A B^T: the layers'
 //! forwards, weights stored (out, in)) and `matmul_tn` (A^T B: the weight gradients).
 //!
-//! Versions, numbered as the workbench numbers every matmul (v1, v3 and v4 are not written
-//! yet; the figures of their throwaway probes are in benches/NOTES.md). GFLOP/s on lavapipe (2
-//! cores, 8-lane subgroups), an FMA counts 2:
+//! Versions ([`MatmulVersion`]; the engine's autotuner, src/ops/tune.rs, picks one per adapter
+//! and shape by measurement). GFLOP/s on lavapipe (2 cores, 8-lane subgroups), an FMA counts 2,
+//! all in ONE run (`deepgen bench --quick`, commit LAVAPIPE_COMMIT, load average LAVAPIPE_LOAD on
+//! the 2 cores, FMA ceiling LAVAPIPE_FMA GFLOP/s; docs/bench_kern_lavapipe.json):
 //!
-//! | version | kernel | 1024^3 | 128x784x400 (the VAE's fc1) |
+//! | version | kernel | 1024^3 NN / NT / TN | 128x784x400 NT (the VAE's fc1) |
 //! | --- | --- | --- | --- |
-//! | v1 naive, one output per invocation | not written yet | | |
-//! | v2 register-blocked: a 4x4 block of C per invocation, storage buffers | `shaders/matmul.wgsl` (`MatmulPath::Generic`, every adapter) | 3.5 (5.8 quiet) | 3.7 |
-//! | v3 workgroup-tiled (`var<workgroup>` tiles) | not written yet | | |
-//! | v4 subgroup: A shared by `subgroupBroadcast` | not written yet | | |
-//! | v5 texture operands: v4's tiling reading A and B from rgba32float storage textures (rows layout with 64 B padding where the rows allow it, the epilogue an override constant) | `shaders/matmul_texture.wgsl` (`MatmulPath::Texture`, 8-lane subgroups) | NN 46.2, NT 60.5, TN 48.4 (docs/bench_lavapipe.json, commit f7f5e66) | NT 43.8 (NN 29.7, TN 29.5 at the VAE's backward shapes) |
+//! | v1 one element of C per invocation (the teaching kernel) | `shaders/matmul_naive.wgsl` | LAVAPIPE_V1 |
+//! | v2 register-blocked: a 4x4 block of C per invocation, operands from global memory | `shaders/matmul.wgsl` | LAVAPIPE_V2 |
+//! | v3 workgroup-tiled: a BM x BN block per workgroup, BK-deep slices of op(A) and op(B) staged in `var<workgroup>` tiles by vec4 loads, a 4x4 register tile per invocation; BM, BN, BK override constants (32x32x16 on CPU adapters, 64x64x16 on GPUs) | `shaders/matmul_tiled.wgsl` | LAVAPIPE_V3 |
+//! | v4 subgroup: a workgroup is one subgroup of SG lanes (SG read from the adapter; runs where it is fixed); an 8 x 4SG block; A's values loaded once per subgroup and shared by `subgroupShuffle` | `shaders/matmul_subgroup.wgsl` | LAVAPIPE_V4 |
+//! | v5 texture operands: A and B in rgba32float storage textures (rows layout with 64 B padding where the rows allow it), `subgroupBroadcast` of A across 8 lanes, the epilogue an override constant | `shaders/matmul_texture.wgsl` (8-lane subgroups only) | LAVAPIPE_V5 |
 //!
-//! v2's figures are from benches/NOTES.md as of commit 10461e9 (its workgroup side has been a
-//! per-adapter override constant since 8f7b681). Measured again with this file (`--quick
-//! --matmul v2` between two `--matmul v5` runs), on a machine loaded 7-8x over its 2 cores
-//! (load average 13-16; v5 ran 5-8x below its quiet figures): at 1024^3 v2 NN 0.44, NT 0.61,
-//! TN 0.33 against v5's NN 7.8-8.4, NT 10.3-11.4, TN 6.2-6.6 (v5 17-20x faster); at
-//! 128x784x400 v2 NT 0.52, NN 0.58 against v5's 5.55 and 7.72 (11-13x).
+//! Earlier figures: v2 3.5 GFLOP/s at 1024^3 (5.8 quiet; benches/NOTES.md, commit 10461e9); v5
+//! NN 46.2, NT 60.5, TN 48.4 quiet (docs/bench_lavapipe.json, commit f7f5e66).
+//!
+//! Why v3 and v4 exist: on lavapipe every per-invocation buffer load is a loop over the SIMD
+//! lanes and every barrier a context switch per subgroup, so v5's texture gathers win there and
+//! v3's barriers cost more than its reuse saves. On a GPU the bound is the memory traffic each
+//! tiling guarantees. The analysis on paper for an H100 (FP32 peak 66.9 TFLOP/s, HBM3 3.35 TB/s,
+//! so the ridge point is 66.9 / 3.35 = 20 FLOP per byte), counting bytes loaded from global
+//! memory per FLOP as the tiling itself guarantees it (each load served from DRAM; L1/L2 hits
+//! between invocations or workgroups only improve on it):
+//!
+//! | version | tiling (per k step) | bytes per FLOP | FLOP per byte | bound on H100 | % of FP32 peak |
+//! | --- | --- | --- | --- | --- | --- |
+//! | v1 | 1 element: 1 float of A + 1 of B for 2 FLOPs | 8 / 2 = 4 | 0.25 | 0.84 TFLOP/s | 1.3% |
+//! | v2 | 4x4 block: 4 + 4 floats for 32 FLOPs | 32 / 32 = 1 | 1 | 3.35 TFLOP/s | 5.0% |
+//! | v3 | 64x64 block (GPU tile): 64 + 64 floats for 8,192 FLOPs | 2 (BM + BN) / (BM BN) = 1/16 | 16 | 53.6 TFLOP/s | 80% |
+//! | v3 at 128x128 (override constants) | 128 + 128 floats for 32,768 FLOPs | 1/32 | 32 | compute bound | 100% |
+//! | v4 | 8 x 4SG block, SG = 32: 8 + 128 floats for 2,048 FLOPs | 544 / 2,048 = 0.27 | 3.8 | 12.6 TFLOP/s | 19% |
+//! | v5 | 5-8 rows x 32 columns: (R + 32) floats for 64 R FLOPs (NT, R = 6) | 0.40 | 2.5 | 8.5 TFLOP/s | 13% (and it needs 8-lane subgroups: none on an H100) |
+//!
+//! So only v3 (and a v4 built on v3's workgroup tile rather than on one subgroup's) can reach
+//! the compute bound: v1 and v2 are bound by HBM at 1-5% of peak unless caches rescue them.
+//! Where the other costs fall (workgroup-memory bandwidth, bank conflicts, occupancy, the
+//! register tile's FMA-to-load ratio: 16 FMAs per 8 workgroup-memory loads in v3) is not
+//! measured here: no GPU was available for this work.
 //!
 //! Cases: the square sizes in [`SQUARES`], each as NN, NT and TN; the models' products in
-//! [`MODELS`]; and (full suite only) the im2col products of every conv2d layer of conv.rs's
-//! table (`conv::products`: forward NT, input gradient NN, weight gradient TN), which split a
+//! [`MODELS`]; and the im2col products of every conv2d layer of conv.rs's table (`--quick`:
+//! the DCGAN's; `conv::products`: forward NT, input gradient NN, weight gradient TN), which split a
 //! conv row's time into its products and the rest (`--filter 25088x`, `--filter 6272x`).
 //! Every product is checked against the f64 reference on a subset of C's rows (every
 //! `stride`-th and the last, about [`CHECK_MACS`] multiply-adds) and timed beside
 //! `matrixmultiply::sgemm` on one CPU thread.
 //!
-//! Version switch: `deepgen bench --matmul v2` (or `v5`), `cargo bench -- --matmul v2`; in code
-//! `Gpu::set_matmul_path(MatmulPath::Generic)`; `DEEPGEN_MATMUL=generic` forces v2 for any
-//! program. The default is v5 where the adapter can run it (8-lane subgroups, read-only
-//! rgba32float storage textures), v2 elsewhere; the report's `matmul_path` says which ran.
+//! Every version the adapter can run has its row per case (v5 only where a stored operand's
+//! contiguous dimension is divisible by 4); the autotuner's pick is marked `*` and compared
+//! with the fastest in the report's `tuner` list. Version switch: `deepgen bench --matmul v3`
+//! (`cargo bench -- --matmul v3`) runs only v3; in code `Gpu::force_matmul_version`;
+//! `DEEPGEN_MATMUL=v3` forces it for any program.
 
-use deepgen::ops::MatmulPath;
-use deepgen::{Error, Gpu, Result};
+use deepgen::Result;
+use deepgen::ops::{Layout, MatmulVersion, chosen_version};
+use strum::VariantArray;
 
 use super::reference::ref_matmul;
 use super::{Bench, Work, check, cpu_time, pick, to_f64};
 
-/// A matmul version the workbench can force (see the table above).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Version {
-    /// The register-blocked storage-buffer kernel, `shaders/matmul.wgsl`.
-    V2,
-    /// The texture-operand kernel, `shaders/matmul_texture.wgsl` (8-lane subgroups).
-    V5,
-}
-
-/// Makes the engine run `version` for every product.
-///
-/// Errors: [`Error::Invalid`] saying why, if the adapter cannot run it.
-pub fn select(gpu: &Gpu, version: Version) -> Result<()> {
-    let path = match version {
-        Version::V2 => MatmulPath::Generic,
-        Version::V5 => MatmulPath::Texture,
-    };
-    if gpu.set_matmul_path(path) {
-        return Ok(());
-    }
-    let why = path
-        .unsupported_reason(gpu.capabilities())
-        .unwrap_or_default();
-    Err(Error::Invalid(format!(
-        "matmul {version:?} ({path:?}) cannot run on this adapter: {why}"
-    )))
+/// Parses `--matmul`: `v1` .. `v5` (also `generic` for v2, `texture` for v5).
+pub fn parse_version(text: &str) -> std::result::Result<MatmulVersion, String> {
+    MatmulVersion::parse(text).ok_or_else(|| format!("{text}: expected v1, v2, v3, v4 or v5"))
 }
 
 /// Which entry point.
@@ -82,10 +81,15 @@ pub enum Variant {
 impl Variant {
     /// The op's name.
     fn name(self) -> &'static str {
+        self.layout().name()
+    }
+
+    /// The engine's layout.
+    fn layout(self) -> Layout {
         match self {
-            Variant::NN => "matmul",
-            Variant::NT => "matmul_nt",
-            Variant::TN => "matmul_tn",
+            Variant::NN => Layout::NN,
+            Variant::NT => Layout::NT,
+            Variant::TN => Layout::TN,
         }
     }
 }
@@ -112,7 +116,7 @@ const fn case(variant: Variant, m: usize, k: usize, n: usize, quick: bool) -> Ca
 }
 
 /// Square sizes, each timed as NN, NT and TN, and whether `--quick` runs them.
-const SQUARES: [(usize, bool); 4] = [(256, true), (512, false), (1024, true), (2048, false)];
+const SQUARES: [(usize, bool); 4] = [(256, false), (512, false), (1024, true), (2048, false)];
 
 /// The models' products.
 const MODELS: [Case; 9] = {
@@ -146,9 +150,7 @@ fn cases(quick: bool) -> Vec<Case> {
         })
         .collect();
     cases.extend(MODELS.iter().filter(|c| c.quick || !quick));
-    if !quick {
-        cases.extend(super::conv::products());
-    }
+    cases.extend(super::conv::products(quick));
     cases
 }
 
@@ -251,12 +253,6 @@ fn row(
         false,
         variant == Variant::NT,
     );
-    let got = {
-        let _no_grad = deepgen::no_grad();
-        op()?.to_vec()?
-    };
-    check(kernel, &shape, "product", &pick(&got, &rows, n), &want)?;
-    let (seconds, timing) = bench.inference_seconds(op)?;
     let mut c = vec![0.0f32; m * n];
     let cpu_seconds = cpu_time(bench.plan, || sgemm(variant, &a, &b, [m, k, n], &mut c));
     let flops = 2.0 * (m * k * n) as f64;
@@ -264,13 +260,45 @@ fn row(
         flops,
         bytes: 4.0 * (m * k + k * n + m * n) as f64,
     };
-    bench.push(
-        kernel,
-        &shape,
-        seconds,
-        work,
-        timing,
-        Some(flops / cpu_seconds / 1e9),
-    );
+    let gpu = ta.gpu().clone();
+    // Every version the adapter can run at this shape (v5 declines shapes without a contiguous
+    // dimension divisible by 4), or the one of --matmul.
+    let versions: Vec<MatmulVersion> = match bench.forced_matmul {
+        Some(v) => vec![v],
+        None => MatmulVersion::VARIANTS
+            .iter()
+            .copied()
+            .filter(|v| v.unsupported_reason(gpu.capabilities()).is_none())
+            .collect(),
+    };
+    for version in versions {
+        gpu.force_matmul_version(Some(version))?;
+        if chosen_version(&ta, &tb, variant.layout())? != version {
+            continue;
+        }
+        let got = {
+            let _no_grad = deepgen::no_grad();
+            op()?.to_vec()?
+        };
+        let label = format!("{kernel} {}", version.name());
+        check(&label, &shape, "product", &pick(&got, &rows, n), &want)?;
+        let (seconds, timing) = bench.inference_seconds(op)?;
+        bench.version = Some(version.name().into());
+        bench.push(
+            kernel,
+            &shape,
+            seconds,
+            work,
+            timing,
+            Some(flops / cpu_seconds / 1e9),
+        );
+        bench.version = None;
+    }
+    gpu.force_matmul_version(bench.forced_matmul)?;
+    if bench.forced_matmul.is_none() {
+        // The autotuner's pick (measured now on this adapter if the cache has none).
+        let pick = chosen_version(&ta, &tb, variant.layout())?;
+        bench.tuner_pick(kernel, &shape, pick.name(), true);
+    }
     Ok(())
 }

@@ -10,8 +10,8 @@
 //! | file | family | kernels (shaders/) |
 //! | --- | --- | --- |
 //! | `ceilings.rs` | the adapter's bandwidth and FMA ceilings | `copy_buffer_to_buffer`, `probe.wgsl` |
-//! | `matmul.rs` | matmul, matmul_nt, matmul_tn (v2, v5) | `matmul.wgsl`, `matmul_texture.wgsl` |
-//! | `conv.rs` | conv2d, conv_transpose2d, forward and backward | `conv.wgsl` + the matmuls |
+//! | `matmul.rs` | matmul, matmul_nt, matmul_tn (v1..v5, the autotuner's pick) | `matmul_naive.wgsl`, `matmul.wgsl`, `matmul_tiled.wgsl`, `matmul_subgroup.wgsl`, `matmul_texture.wgsl` |
+//! | `conv.rs` | conv2d, conv_transpose2d, forward and backward (im2col, implicit GEMM, the autotuner's pick) | `conv.wgsl` + the matmuls, `conv_implicit.wgsl` |
 //! | `elementwise.rs` | add, mul, relu, sigmoid, tanh, exp | `elementwise.wgsl` |
 //! | `reduce.rs` | sum, sum_axis0, sum_axis1 | `reduce.wgsl` |
 //! | `vae_loss.rs` | bce_with_logits, kl_divergence, reparameterize, reparameterize_kl | `loss.wgsl`, `vae.wgsl` |
@@ -48,7 +48,7 @@ use std::time::Instant;
 use deepgen::{Error, Gpu, Result, Tensor};
 
 use report::format_seconds;
-pub use report::{Ceilings, KernelRow, Report};
+pub use report::{Ceilings, KernelRow, Report, TunerRow};
 
 /// `timing` of a measurement bracketed by GPU timestamps.
 pub const TIMING_GPU: &str = "gpu-timestamp";
@@ -73,10 +73,11 @@ pub struct Args {
     /// Also write the figures as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
-    /// Run this matmul version instead of the adapter's default (see benches/workbench/matmul.rs):
-    /// v2 the register-blocked storage-buffer kernel, v5 the texture-operand kernel.
-    #[arg(long, value_enum)]
-    pub matmul: Option<matmul::Version>,
+    /// Run only this matmul version (v1..v5, see benches/workbench/matmul.rs) for every product,
+    /// conv rows included; without it every version the adapter can run has its matmul rows
+    /// and the autotuner picks for the rest.
+    #[arg(long, value_parser = matmul::parse_version)]
+    pub matmul: Option<deepgen::ops::MatmulVersion>,
 }
 
 /// Runs the suite on `gpu`, prints its table and, with `--json`, writes the report atomically.
@@ -97,9 +98,7 @@ pub fn run(gpu: &Gpu, args: &Args) -> Result<()> {
 
 /// Measures the ceilings, then checks and times every family, in the order of the report.
 fn run_suite(gpu: &Gpu, args: &Args) -> Result<Report> {
-    if let Some(version) = args.matmul {
-        matmul::select(gpu, version)?;
-    }
+    gpu.force_matmul_version(args.matmul)?;
     let plan = Plan::new(args.quick);
     let (ceilings, probes) = ceilings::measure_ceilings(gpu, plan)?;
     let mut bench = Bench {
@@ -109,6 +108,9 @@ fn run_suite(gpu: &Gpu, args: &Args) -> Result<Report> {
         plan,
         ceilings,
         rows: Vec::new(),
+        tuner: Vec::new(),
+        version: None,
+        forced_matmul: args.matmul,
         rng: rand::SeedableRng::seed_from_u64(2024),
     };
     for p in probes {
@@ -152,10 +154,13 @@ fn run_suite(gpu: &Gpu, args: &Args) -> Result<Report> {
     Ok(Report {
         adapter: info.name,
         backend: info.backend,
-        matmul_path: format!("{:?}", gpu.matmul_path()),
+        matmul_path: args
+            .matmul
+            .map_or("autotuned".to_string(), |v| v.name().to_string()),
         quick: args.quick,
         ceilings: bench.ceilings,
         kernels: bench.rows,
+        tuner: bench.tuner,
         notes,
     })
 }
@@ -357,6 +362,12 @@ pub struct Bench<'a> {
     plan: Plan,
     ceilings: Ceilings,
     rows: Vec<KernelRow>,
+    /// The autotuner's picks against the fastest measured version.
+    tuner: Vec<TunerRow>,
+    /// The version the next rows ran (set by the families that have several).
+    version: Option<String>,
+    /// `--matmul`: the one matmul version of the run.
+    forced_matmul: Option<deepgen::ops::MatmulVersion>,
     rng: rand::rngs::StdRng,
 }
 
@@ -404,6 +415,54 @@ impl Bench<'_> {
             timing: timing.into(),
             cpu_gflops,
             vs_cpu: cpu_gflops.map(|c| gflops / c),
+            version: self.version.clone(),
+            tuner_pick: None,
+        });
+    }
+
+    /// Records the autotuner's pick for `kernel` at `shape` against the rows of this run with
+    /// that kernel and shape (one per version): marks the pick's row (when `mark`) and adds a
+    /// [`TunerRow`]. Nothing if the pick or any other version has no row.
+    fn tuner_pick(&mut self, kernel: &str, shape: &str, pick: &str, mark: bool) {
+        let rows: Vec<usize> = (0..self.rows.len())
+            .filter(|&i| {
+                let r = &self.rows[i];
+                r.kernel == kernel && r.shape == shape && r.version.is_some()
+            })
+            .collect();
+        let version = |i: usize| self.rows[i].version.clone().unwrap_or_default();
+        let Some(&picked) = rows.iter().find(|&&i| version(i) == pick) else {
+            return;
+        };
+        let Some(&fastest) = rows
+            .iter()
+            .filter(|&&i| version(i) != "auto")
+            .min_by(|&&a, &&b| {
+                self.rows[a]
+                    .median_seconds
+                    .total_cmp(&self.rows[b].median_seconds)
+            })
+        else {
+            return;
+        };
+        let fastest_version = version(fastest);
+        if mark {
+            for &i in &rows {
+                self.rows[i].tuner_pick = Some(i == picked);
+            }
+        }
+        let (p, f) = (
+            self.rows[picked].median_seconds,
+            self.rows[fastest].median_seconds,
+        );
+        self.tuner.push(TunerRow {
+            kernel: kernel.into(),
+            shape: shape.into(),
+            pick: pick.into(),
+            pick_seconds: p,
+            fastest: fastest_version,
+            fastest_seconds: f,
+            ratio: p / f,
         });
     }
 
@@ -428,24 +487,34 @@ impl Bench<'_> {
         let state = setup()?;
         gpu.synchronize()?;
         let before = gpu.stats();
+        let start = Instant::now();
         run(state)?;
         let after = gpu.stats();
         gpu.synchronize()?;
+        let warm_up = start.elapsed().as_secs_f64();
         let per_call = (after.dispatches - before.dispatches).max(1);
-        // One call, to size the batches.
-        let state = setup()?;
-        gpu.synchronize()?;
-        let start = Instant::now();
-        run(state)?;
-        gpu.synchronize()?;
-        let single = start.elapsed().as_secs_f64().max(1e-7);
+        // One call, to size the batches (the warm-up stands in for it when it took over a
+        // second: compiling is then a small part of it).
+        let single = if warm_up > 1.0 {
+            warm_up
+        } else {
+            let state = setup()?;
+            gpu.synchronize()?;
+            let start = Instant::now();
+            run(state)?;
+            gpu.synchronize()?;
+            start.elapsed().as_secs_f64().max(1e-7)
+        };
+        // A call of over half a second (the slow versions at large shapes) is timed once more,
+        // not `plan.runs` times: their rows only need to show how far behind they are.
+        let runs = if single > 0.5 { 1 } else { self.plan.runs };
         let mut reps = ((self.plan.target_s / single).ceil() as usize)
             .min(max_live)
             .min((MAX_BATCH_DISPATCHES / per_call) as usize)
             .max(1);
-        let mut times = Vec::with_capacity(self.plan.runs);
+        let mut times = Vec::with_capacity(runs);
         let mut timing = TIMING_GPU;
-        while times.len() < self.plan.runs {
+        while times.len() < runs {
             let states = (0..reps).map(|_| setup()).collect::<Result<Vec<S>>>()?;
             let timed = measure(gpu, || {
                 for state in states {

@@ -47,6 +47,32 @@ pub struct KernelRow {
     /// `gflops / cpu_gflops`: above 1 the GPU kernel beats the CPU reference.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vs_cpu: Option<f64>,
+    /// The kernel version this row ran (matmul `v1`..`v5`; conv `im2col`, `implicit`, or
+    /// `auto`: the autotuner's choice per product); absent for one-version kernels.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Whether this version is the autotuner's pick for this kernel and shape (matmul rows).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tuner_pick: Option<bool>,
+}
+
+/// The autotuner's pick for one kernel and shape against every version measured in the run.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct TunerRow {
+    /// Kernel family, e.g. `matmul_nt`, `conv2d_backward`.
+    pub kernel: String,
+    /// Shape, as in the rows.
+    pub shape: String,
+    /// The autotuner's pick (matmul: a version; conv: `auto`, its per-product choices).
+    pub pick: String,
+    /// The pick's median seconds in this run.
+    pub pick_seconds: f64,
+    /// The fastest version measured in this run.
+    pub fastest: String,
+    /// Its median seconds.
+    pub fastest_seconds: f64,
+    /// `pick_seconds / fastest_seconds` (1 when the pick is the fastest).
+    pub ratio: f64,
 }
 
 /// The output of `deepgen bench`.
@@ -56,14 +82,18 @@ pub struct Report {
     pub adapter: String,
     /// Backend (Vulkan, Metal, ...).
     pub backend: String,
-    /// The matmul kernels in use (`Texture`, v5, or `Generic`, v2: see matmul.rs).
+    /// The matmul version forced for the run (`--matmul`), or `autotuned` (every version has
+    /// its rows and the tuner's pick is marked).
     pub matmul_path: String,
     /// Whether this was the `--quick` suite.
     pub quick: bool,
     /// Measured ceilings.
     pub ceilings: Ceilings,
-    /// One row per kernel and shape.
+    /// One row per kernel, version and shape.
     pub kernels: Vec<KernelRow>,
+    /// The autotuner's pick against the fastest measured version, per kernel and shape (runs
+    /// without `--matmul`).
+    pub tuner: Vec<TunerRow>,
     /// How to read the figures: timing methods, FLOP and byte conventions.
     pub notes: Vec<String>,
 }
@@ -114,9 +144,14 @@ impl Report {
                 (Some(v), Some(g)) => format!("{v:.2}x ({g:.1})"),
                 _ => String::new(),
             };
+            let kernel = match (&r.version, r.tuner_pick) {
+                (Some(v), Some(true)) => format!("{} {v}*", r.kernel),
+                (Some(v), _) => format!("{} {v}", r.kernel),
+                (None, _) => r.kernel.clone(),
+            };
             s.push_str(&format!(
                 "{:<26} {:<24} {:>11} {:>9.2} {:>8.2} {:>6.1}%  {:<13} {:>16}\n",
-                r.kernel,
+                kernel,
                 r.shape,
                 format_seconds(r.median_seconds),
                 r.gflops,
@@ -125,6 +160,26 @@ impl Report {
                 r.timing,
                 vs_cpu
             ));
+        }
+        if !self.tuner.is_empty() {
+            let fastest = self.tuner.iter().filter(|t| t.ratio <= 1.0).count();
+            let near = self.tuner.iter().filter(|t| t.ratio <= 1.1).count();
+            s.push_str(&format!(
+                "\nautotuner (* above): pick fastest in {fastest}/{n}, within 10% in {near}/{n}\n",
+                n = self.tuner.len()
+            ));
+            for t in self.tuner.iter().filter(|t| t.ratio > 1.0) {
+                s.push_str(&format!(
+                    "  {} {}: pick {} {} vs fastest {} {} ({:.2}x)\n",
+                    t.kernel,
+                    t.shape,
+                    t.pick,
+                    format_seconds(t.pick_seconds),
+                    t.fastest,
+                    format_seconds(t.fastest_seconds),
+                    t.ratio
+                ));
+            }
         }
         if !self.notes.is_empty() {
             s.push('\n');

@@ -124,7 +124,7 @@ pub enum ModelKind {
 
 impl ModelKind {
     /// Every kind.
-    pub const ALL: [ModelKind; 10] = [
+    pub const ALL: [ModelKind; 12] = [
         ModelKind::Vae,
         ModelKind::Autoencoder,
         ModelKind::ConvVae,

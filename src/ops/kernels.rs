@@ -52,6 +52,14 @@ pub enum ShaderFile {
     PairLoss,
     /// `shaders/instance_norm.wgsl`
     InstanceNorm,
+    /// `shaders/matmul_naive.wgsl` (matmul v1)
+    MatmulNaive,
+    /// `shaders/matmul_tiled.wgsl` (matmul v3)
+    MatmulTiled,
+    /// `shaders/matmul_subgroup.wgsl` (matmul v4; needs subgroups of a fixed size)
+    MatmulSubgroup,
+    /// `shaders/conv_implicit.wgsl` (convolution as implicit GEMM on v3's tiling)
+    ConvImplicit,
 }
 
 /// `shaders/activation.wgsl`: the activation functions, prepended to the files that use them.
@@ -74,6 +82,10 @@ impl ShaderFile {
             ShaderFile::Concat => "concat.wgsl",
             ShaderFile::PairLoss => "pair_loss.wgsl",
             ShaderFile::InstanceNorm => "instance_norm.wgsl",
+            ShaderFile::MatmulNaive => "matmul_naive.wgsl",
+            ShaderFile::MatmulTiled => "matmul_tiled.wgsl",
+            ShaderFile::MatmulSubgroup => "matmul_subgroup.wgsl",
+            ShaderFile::ConvImplicit => "conv_implicit.wgsl",
         }
     }
 
@@ -93,6 +105,10 @@ impl ShaderFile {
             ShaderFile::Concat => include_str!("../../shaders/concat.wgsl"),
             ShaderFile::PairLoss => include_str!("../../shaders/pair_loss.wgsl"),
             ShaderFile::InstanceNorm => include_str!("../../shaders/instance_norm.wgsl"),
+            ShaderFile::MatmulNaive => include_str!("../../shaders/matmul_naive.wgsl"),
+            ShaderFile::MatmulTiled => include_str!("../../shaders/matmul_tiled.wgsl"),
+            ShaderFile::MatmulSubgroup => include_str!("../../shaders/matmul_subgroup.wgsl"),
+            ShaderFile::ConvImplicit => include_str!("../../shaders/conv_implicit.wgsl"),
         }
     }
 
@@ -100,7 +116,12 @@ impl ShaderFile {
     pub fn uses_op_codes(self) -> bool {
         matches!(
             self,
-            ShaderFile::Elementwise | ShaderFile::Matmul | ShaderFile::MatmulTexture
+            ShaderFile::Elementwise
+                | ShaderFile::Matmul
+                | ShaderFile::MatmulTexture
+                | ShaderFile::MatmulNaive
+                | ShaderFile::MatmulTiled
+                | ShaderFile::MatmulSubgroup
         )
     }
 
@@ -147,6 +168,18 @@ pub enum Kernel {
     MatmulTextureNN,
     MatmulTextureNT,
     MatmulTextureTN,
+    MatmulNaiveNN,
+    MatmulNaiveNT,
+    MatmulNaiveTN,
+    MatmulTiledNN,
+    MatmulTiledNT,
+    MatmulTiledTN,
+    MatmulSubgroupNN,
+    MatmulSubgroupNT,
+    MatmulSubgroupTN,
+    ConvImplicitForward,
+    ConvImplicitDx,
+    ConvImplicitDw,
     UnaryForward,
     UnaryBackward,
     BinaryForward,
@@ -203,6 +236,11 @@ pub enum Tuning {
     RowWorkgroup,
     /// `WG`, the side of the generic matmul's square workgroup: [`matmul_workgroup`].
     MatmulWorkgroup,
+    /// `TILE_THREADS`, invocations per workgroup of the workgroup-tiled kernels (matmul v3,
+    /// implicit-GEMM convolution): `(BM / 4) (BN / 4)` of [`tiled_tile`].
+    TileThreads,
+    /// `SG`, the adapter's subgroup size, the workgroup of matmul v4: [`subgroup_size`].
+    SubgroupSize,
 }
 
 impl Tuning {
@@ -211,6 +249,8 @@ impl Tuning {
         match self {
             Tuning::RowWorkgroup => "ROW_WG",
             Tuning::MatmulWorkgroup => "WG",
+            Tuning::TileThreads => "TILE_THREADS",
+            Tuning::SubgroupSize => "SG",
         }
     }
 
@@ -219,6 +259,8 @@ impl Tuning {
         let value = match self {
             Tuning::RowWorkgroup => row_workgroup(caps),
             Tuning::MatmulWorkgroup => matmul_workgroup(caps),
+            Tuning::TileThreads => tiled_tile(caps).threads(),
+            Tuning::SubgroupSize => subgroup_size(caps),
         };
         (self.name(), value as f64)
     }
@@ -244,6 +286,61 @@ pub fn matmul_workgroup(caps: &Capabilities) -> u32 {
     } else {
         16
     }
+}
+
+/// The block sizes of the workgroup-tiled kernels (matmul v3 in `shaders/matmul_tiled.wgsl`,
+/// `shaders/conv_implicit.wgsl`): a `bm x bn` block of C per workgroup, `bk`-deep slices of the
+/// operands staged in workgroup memory, a 4 x 4 register tile per invocation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tile {
+    /// Rows of C per workgroup (a multiple of 4).
+    pub bm: u32,
+    /// Columns of C per workgroup (a multiple of 4).
+    pub bn: u32,
+    /// Depth of a staged slice of the contracted dimension (a multiple of 4).
+    pub bk: u32,
+}
+
+impl Tile {
+    /// Invocations per workgroup: one per 4 x 4 register tile.
+    pub fn threads(self) -> u32 {
+        (self.bm / 4) * (self.bn / 4)
+    }
+
+    /// The override constants `BM`, `BN`, `BK` (the workgroup size, `TILE_THREADS`, is the
+    /// kernel's [`Tuning::TileThreads`]).
+    pub fn constants(self) -> [(&'static str, f64); 3] {
+        [
+            ("BM", self.bm as f64),
+            ("BN", self.bn as f64),
+            ("BK", self.bk as f64),
+        ]
+    }
+}
+
+/// The tile of the workgroup-tiled kernels on an adapter: 32 x 32 x 16 (64 invocations) on CPU
+/// adapters, where every barrier costs a context switch per subgroup; 64 x 64 x 16 (256
+/// invocations, 8 KiB of workgroup memory) elsewhere.
+pub fn tiled_tile(caps: &Capabilities) -> Tile {
+    if caps.device_type == wgpu::DeviceType::Cpu {
+        Tile {
+            bm: 32,
+            bn: 32,
+            bk: 16,
+        }
+    } else {
+        Tile {
+            bm: 64,
+            bn: 64,
+            bk: 16,
+        }
+    }
+}
+
+/// The subgroup size matmul v4 is compiled for (`SG`): the adapter's, where it is fixed
+/// (`subgroup_min_size == subgroup_max_size`; v4 runs only there), else its largest.
+pub fn subgroup_size(caps: &Capabilities) -> u32 {
+    caps.subgroup_max_size.max(1)
 }
 
 /// Where a kernel lives, what it binds, and how it is tuned.
@@ -276,6 +373,60 @@ impl Kernel {
             MatmulTextureNN => (F::MatmulTexture, "matmul_texture_nn", 3, 1, None),
             MatmulTextureNT => (F::MatmulTexture, "matmul_texture_nt", 3, 1, None),
             MatmulTextureTN => (F::MatmulTexture, "matmul_texture_tn", 3, 1, None),
+            MatmulNaiveNN => (
+                F::MatmulNaive,
+                "matmul_naive_nn",
+                3,
+                1,
+                Some(MatmulWorkgroup),
+            ),
+            MatmulNaiveNT => (
+                F::MatmulNaive,
+                "matmul_naive_nt",
+                3,
+                1,
+                Some(MatmulWorkgroup),
+            ),
+            MatmulNaiveTN => (
+                F::MatmulNaive,
+                "matmul_naive_tn",
+                3,
+                1,
+                Some(MatmulWorkgroup),
+            ),
+            MatmulTiledNN => (F::MatmulTiled, "matmul_tiled_nn", 3, 1, Some(TileThreads)),
+            MatmulTiledNT => (F::MatmulTiled, "matmul_tiled_nt", 3, 1, Some(TileThreads)),
+            MatmulTiledTN => (F::MatmulTiled, "matmul_tiled_tn", 3, 1, Some(TileThreads)),
+            MatmulSubgroupNN => (
+                F::MatmulSubgroup,
+                "matmul_subgroup_nn",
+                3,
+                1,
+                Some(SubgroupSize),
+            ),
+            MatmulSubgroupNT => (
+                F::MatmulSubgroup,
+                "matmul_subgroup_nt",
+                3,
+                1,
+                Some(SubgroupSize),
+            ),
+            MatmulSubgroupTN => (
+                F::MatmulSubgroup,
+                "matmul_subgroup_tn",
+                3,
+                1,
+                Some(SubgroupSize),
+            ),
+            ConvImplicitForward => (
+                F::ConvImplicit,
+                "conv_implicit_forward",
+                3,
+                1,
+                Some(TileThreads),
+            ),
+            ConvImplicitDx => (F::ConvImplicit, "conv_implicit_dx", 3, 1, Some(TileThreads)),
+            ConvImplicitDw => (F::ConvImplicit, "conv_implicit_dw", 3, 1, Some(TileThreads)),
             UnaryForward => (F::Elementwise, "unary_forward", 1, 1, None),
             UnaryBackward => (F::Elementwise, "unary_backward", 3, 1, None),
             BinaryForward => (F::Elementwise, "binary_forward", 2, 1, None),

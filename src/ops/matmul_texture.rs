@@ -2,12 +2,13 @@
 //! subgroups: the operands are copied into read-only `rgba32float` storage textures, which
 //! lavapipe reads in vector gathers where a storage buffer costs a per-lane loop (benches/NOTES.md).
 //!
-//! This file owns the choice of path ([`MatmulPath`], `DEEPGEN_MATMUL`), the operand textures
+//! This file is matmul v5 ([`crate::ops::MatmulVersion::V5`]): its adapter check
+//! ([`MatmulPath`], kept for the older path switch), the operand textures
 //! (one per shape and operand, reused by every product of that shape, kept per GPU context in
 //! [`Gpu::extension`]) and their two layouts (`TexLayout`). `ops/matmul.rs` calls
 //! `dispatch` and falls back to the generic kernel when it declines.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
@@ -17,7 +18,8 @@ use crate::ops::kernels::Kernel;
 use crate::ops::matmul::{Layout, TexMatmulParams};
 use crate::tensor::Tensor;
 
-/// Which matmul kernels the ops use.
+/// The two matmul paths of before the numbered versions: `Generic` is v2, `Texture` v5
+/// ([`crate::ops::MatmulVersion`]); [`Gpu::set_matmul_path`] forces one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MatmulPath {
     /// `shaders/matmul.wgsl`: storage buffers, any adapter, any size.
@@ -27,7 +29,8 @@ pub enum MatmulPath {
     Texture,
 }
 
-/// Environment variable that forces the generic matmul (`DEEPGEN_MATMUL=generic`).
+/// Environment variable that forces a matmul version (`DEEPGEN_MATMUL=v3`; `generic` is v2,
+/// `texture` v5, `auto` the autotuner).
 pub const MATMUL_ENV: &str = "DEEPGEN_MATMUL";
 
 impl MatmulPath {
@@ -82,42 +85,39 @@ struct OperandTexture {
 /// The texture path's state in one GPU context (kept in [`Gpu::extension`]).
 #[derive(Default)]
 struct TextureMatmul {
-    /// The path in use; None until first asked (then the adapter's default).
-    path: Cell<Option<MatmulPath>>,
     /// Operand textures by (width, height, operand slot), reused by every matmul of that size.
     textures: RefCell<HashMap<(u32, u32, u8), Rc<Texture>>>,
 }
 
 impl Gpu {
-    /// The matmul kernels in use: the texture path where the adapter can run it, unless
-    /// `DEEPGEN_MATMUL=generic` ([`MATMUL_ENV`]) forces the generic one.
+    /// The older two-path view of the matmul choice: `Texture` where v5 is forced, or where
+    /// nothing is forced and the adapter can run v5 (the autotuner may still pick another
+    /// version per shape); `Generic` otherwise.
     pub fn matmul_path(&self) -> MatmulPath {
-        let state = self.extension::<TextureMatmul>();
-        if let Some(path) = state.path.get() {
-            return path;
+        use crate::ops::MatmulVersion;
+        match self.forced_matmul_version() {
+            Some(MatmulVersion::V5) => MatmulPath::Texture,
+            Some(_) => MatmulPath::Generic,
+            None if MatmulPath::Texture
+                .unsupported_reason(self.capabilities())
+                .is_none() =>
+            {
+                MatmulPath::Texture
+            }
+            None => MatmulPath::Generic,
         }
-        let forced_generic =
-            std::env::var(MATMUL_ENV).is_ok_and(|v| v.eq_ignore_ascii_case("generic"));
-        let supported = MatmulPath::Texture
-            .unsupported_reason(self.capabilities())
-            .is_none();
-        let path = if supported && !forced_generic {
-            MatmulPath::Texture
-        } else {
-            MatmulPath::Generic
-        };
-        state.path.set(Some(path));
-        path
     }
 
-    /// Chooses the matmul kernels (for tests and benchmarks). Returns false, changing
-    /// nothing, if the adapter cannot run `path` ([`MatmulPath::unsupported_reason`] says why).
+    /// Forces v2 (`Generic`) or v5 (`Texture`) for every product (see
+    /// [`Gpu::force_matmul_version`]). Returns false, changing nothing, if the adapter cannot
+    /// run `path` ([`MatmulPath::unsupported_reason`] says why).
     pub fn set_matmul_path(&self, path: MatmulPath) -> bool {
-        if path.unsupported_reason(self.capabilities()).is_some() {
-            return false;
-        }
-        self.extension::<TextureMatmul>().path.set(Some(path));
-        true
+        use crate::ops::MatmulVersion;
+        let version = match path {
+            MatmulPath::Generic => MatmulVersion::V2,
+            MatmulPath::Texture => MatmulVersion::V5,
+        };
+        self.force_matmul_version(Some(version)).is_ok()
     }
 }
 
@@ -223,10 +223,31 @@ fn operand_texture(
     OperandTexture { texture, layout }
 }
 
+/// Whether v5 can take the product (`m x n`, contracted over `k`) of `a` and `b`: each stored
+/// operand's contiguous dimension divisible by 4, operands within the texture size limit, and
+/// the adapter able to run it at all.
+pub(crate) fn accepts(
+    a: &Tensor,
+    b: &Tensor,
+    layout: Layout,
+    (m, k, n): (usize, usize, usize),
+) -> bool {
+    let gpu = a.gpu();
+    let aligned = match layout {
+        Layout::NN => k % 4 == 0 && n % 4 == 0,
+        Layout::NT => k % 4 == 0,
+        Layout::TN => m % 4 == 0 && n % 4 == 0,
+    };
+    aligned
+        && m * n * k > 0
+        && MatmulPath::Texture
+            .unsupported_reason(gpu.capabilities())
+            .is_none()
+        && flat_shift(gpu, a.numel().max(b.numel())).is_some()
+}
+
 /// Records `out = act(op(a) op(b) + bias)` (`m x n`, contracted over `k`) on the texture path
-/// when the path is in use and the shapes allow it (each stored operand's contiguous
-/// dimension divisible by 4, operands within the texture size limit); returns false, having
-/// recorded nothing, otherwise.
+/// when [`accepts`] says it can; returns false, having recorded nothing, otherwise.
 pub(crate) fn dispatch(
     a: &Tensor,
     b: &Tensor,
@@ -237,12 +258,7 @@ pub(crate) fn dispatch(
     out: &Storage,
 ) -> bool {
     let gpu = a.gpu();
-    let aligned = match layout {
-        Layout::NN => k % 4 == 0 && n % 4 == 0,
-        Layout::NT => k % 4 == 0,
-        Layout::TN => m % 4 == 0 && n % 4 == 0,
-    };
-    if gpu.matmul_path() != MatmulPath::Texture || !aligned || m * n * k == 0 {
+    if !accepts(a, b, layout, (m, k, n)) {
         return false;
     }
     let Some(shift) = flat_shift(gpu, a.numel().max(b.numel())) else {

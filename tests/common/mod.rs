@@ -26,33 +26,46 @@ pub fn gpu() -> Gpu {
     GPU.with(|g| g.clone())
 }
 
-/// Runs `f` once per matmul path the adapter has (the generic one always, the texture one
-/// on adapters with 8-lane subgroups, such as lavapipe), restoring the default after. Says in
-/// the test output which paths ran and, for a path the adapter cannot run, that it did not and
-/// why: written straight to stderr, which the test harness does not capture (it captures the
-/// print macros only), so the line shows in a plain `cargo test` run.
-pub fn for_each_matmul_path(f: impl Fn(deepgen::ops::MatmulPath)) {
-    use deepgen::ops::MatmulPath;
+/// Runs `f` once per matmul version the adapter can run (v1, v2, v3 everywhere; v4 with a
+/// fixed subgroup size; v5 with 8-lane subgroups, such as lavapipe), forcing it in-process with
+/// `Gpu::force_matmul_version`, then restores what was forced before. Says in the test output
+/// which versions ran and, for a version the adapter cannot run, that it did not and why:
+/// written straight to stderr, which the test harness does not capture (it captures the print
+/// macros only), so the line shows in a plain `cargo test` run.
+pub fn for_each_matmul_path(f: impl Fn(deepgen::ops::MatmulVersion)) {
+    use deepgen::ops::MatmulVersion;
     use std::io::Write;
+    use strum::VariantArray;
     let gpu = gpu();
-    let default = gpu.matmul_path();
+    let before = gpu.forced_matmul_version();
     let test = std::thread::current()
         .name()
         .unwrap_or("a test")
         .to_string();
-    for path in [MatmulPath::Generic, MatmulPath::Texture] {
-        let line = if gpu.set_matmul_path(path) {
-            f(path);
-            format!("{test}: matmul path {path:?} ran\n")
-        } else {
-            let why = path
-                .unsupported_reason(gpu.capabilities())
-                .unwrap_or_default();
-            format!("{test}: matmul path {path:?} NOT RUN: {why}\n")
+    for &version in MatmulVersion::VARIANTS {
+        let line = match gpu.force_matmul_version(Some(version)) {
+            Ok(()) => {
+                f(version);
+                format!("{test}: matmul {} ran\n", version.name())
+            }
+            Err(why) => format!("{test}: matmul {} NOT RUN: {why}\n", version.name()),
         };
         std::io::stderr().write_all(line.as_bytes()).ok();
     }
-    gpu.set_matmul_path(default);
+    gpu.force_matmul_version(before).expect("it ran before");
+}
+
+/// Runs `f` once per convolution algorithm (im2col, implicit GEMM), forcing it in-process with
+/// `Gpu::force_conv_algorithm`, then restores what was forced before.
+pub fn for_each_conv_algorithm(f: impl Fn(deepgen::ops::ConvAlgorithm)) {
+    use deepgen::ops::ConvAlgorithm;
+    let gpu = gpu();
+    let before = gpu.forced_conv_algorithm();
+    for algorithm in [ConvAlgorithm::Im2col, ConvAlgorithm::Implicit] {
+        gpu.force_conv_algorithm(Some(algorithm));
+        f(algorithm);
+    }
+    gpu.force_conv_algorithm(before);
 }
 
 /// `n` values uniform in [lo, hi), seeded.
