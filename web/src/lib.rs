@@ -9,9 +9,10 @@
 //! adapter's limits and features as it reads a native one's, and picks its kernels from them
 //! (e.g. the texture matmul needs 8-lane subgroups; on SwiftShader the generic matmul runs).
 //!
-//! Every method that touches the GPU returns a `Promise`; the page awaits each before the
-//! next (the state sits in a `RefCell`, and a second call while one is pending is refused
-//! with an error rather than interleaved).
+//! Every method that touches the GPU returns a `Promise`. The state sits in `RefCell`s whose
+//! borrows end before the first `await`, so calls cannot corrupt each other; a call made while
+//! another holds a borrow is refused with an error. The page still awaits each call before
+//! the next, so that training chunks, sample grids and explorer decodes take turns.
 #![cfg(target_arch = "wasm32")]
 
 use std::cell::RefCell;
