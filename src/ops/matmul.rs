@@ -229,13 +229,26 @@ pub(crate) fn choose_version(
         &candidates,
         MatmulVersion::name,
         default,
-        |v| {
+        |v, f| {
+            // The leading slice: the first rows of C (NN, NT), or of the contracted dimension
+            // (TN, whose A is stored K x M), at least 32 of them.
+            let keep = |d: usize| ((d as f64 * f).ceil() as usize).clamp(d.min(32), d);
+            let (a, b, dims) = match layout {
+                Layout::NN | Layout::NT => {
+                    let m2 = keep(m);
+                    (a.prefix_view([m2, k]), b.clone(), (m2, k, n))
+                }
+                Layout::TN => {
+                    let k2 = keep(k);
+                    (a.prefix_view([k2, m]), b.prefix_view([k2, n]), (m, k2, n))
+                }
+            };
             record(
                 v,
-                a,
-                b,
+                &a,
+                &b,
                 layout,
-                (m, k, n),
+                dims,
                 None,
                 Activation::Identity,
                 &scratch,
