@@ -220,9 +220,8 @@ pub(crate) fn choose_version(
         return default;
     }
     let class = format!("matmul {layout:?} {m}x{k}x{n}");
-    let Ok(scratch) = Tensor::alloc(gpu, "matmul tuning", m * n) else {
-        return default;
-    };
+    // The timed calls' output, allocated only if this shape is timed.
+    let mut scratch: Option<Storage> = None;
     tune::choose(
         gpu,
         &class,
@@ -243,16 +242,11 @@ pub(crate) fn choose_version(
                     (a.prefix_view([k2, m]), b.prefix_view([k2, n]), (m, k2, n))
                 }
             };
-            record(
-                v,
-                &a,
-                &b,
-                layout,
-                dims,
-                None,
-                Activation::Identity,
-                &scratch,
-            );
+            if scratch.is_none() {
+                scratch = Some(Tensor::alloc(gpu, "matmul tuning", m * n)?);
+            }
+            let out = scratch.as_ref().expect("allocated above");
+            record(v, &a, &b, layout, dims, None, Activation::Identity, out);
             Ok(())
         },
     )

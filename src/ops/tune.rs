@@ -60,10 +60,19 @@ pub type Choices = BTreeMap<String, BTreeMap<String, String>>;
 /// The process's choices (every adapter), loaded from the cache file on first use.
 static TABLE: Mutex<Option<Choices>> = Mutex::new(None);
 
+/// The adapter key of one GPU context, made once (kept in [`Gpu::extension`]).
+#[derive(Default)]
+struct AdapterKey(std::cell::OnceCell<String>);
+
 /// The key of an adapter and its driver in the cache: `name | backend | driver`.
 pub fn adapter_key(gpu: &Gpu) -> String {
-    let s = gpu.summary();
-    format!("{} | {} | {}", s.name, s.backend, s.driver)
+    gpu.extension::<AdapterKey>()
+        .0
+        .get_or_init(|| {
+            let s = gpu.summary();
+            format!("{} | {} | {}", s.name, s.backend, s.driver)
+        })
+        .clone()
 }
 
 /// Where the tuning cache lives: `$DEEPGEN_CACHE_DIR/tuning.json` if that is set, else
