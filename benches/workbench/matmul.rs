@@ -4,8 +4,9 @@
 //!
 //! Versions ([`MatmulVersion`]; the engine's autotuner, src/ops/tune.rs, picks one per adapter
 //! and shape by measurement). GFLOP/s on lavapipe (2 cores, 8-lane subgroups), an FMA counts 2,
-//! all in ONE run (`deepgen bench --quick`, commit 6ff5312, load average 10.10 at the start, 14.96 at the end on
-//! the 2 cores, FMA ceiling 30.2 GFLOP/s; docs/bench_kern_lavapipe.json):
+//! all in ONE run (`deepgen bench --quick`, commit 6ff5312, load average 10-19 on the 2
+//! cores, FMA ceiling 30.2 GFLOP/s, about 4x below quiet; docs/bench_kern_lavapipe.json), the
+//! autotuner's pick in bold (the fastest in every row of that run):
 //!
 //! | version | kernel | 1024^3 NN / NT / TN | 128x784x400 NT (the VAE's fc1) |
 //! | --- | --- | --- | --- |
