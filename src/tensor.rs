@@ -150,6 +150,14 @@ impl Tensor {
         }
     }
 
+    /// A tensor of `shape` over the first `shape.numel()` values of this one's storage, outside
+    /// the graph: the autotuner times kernels on such leading slices (ops/tune.rs).
+    pub(crate) fn prefix_view(&self, shape: impl Into<Shape>) -> Tensor {
+        let shape = shape.into();
+        debug_assert!(shape.numel() <= self.numel());
+        Tensor::wrap(self.gpu(), self.inner.storage.clone(), shape, false)
+    }
+
     /// Storage for `numel` f32 values, uninitialised. Errors if it exceeds the
     /// adapter's largest storage binding.
     pub(crate) fn alloc(gpu: &Gpu, op: &'static str, numel: usize) -> Result<Storage> {

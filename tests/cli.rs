@@ -433,3 +433,89 @@ fn debias_runs_both_models_over_seeds_and_reports_mean_and_sd() {
         std::fs::read(out.join("seed0/dbvae/upweighted.png")).unwrap()
     );
 }
+
+/// The autotuner on first use: `deepgen bench` times every matmul version at one shape,
+/// marks the tuner's pick, and the pick lands in the cache file of `DEEPGEN_CACHE_DIR`, keyed
+/// by adapter and driver, where `deepgen info` lists it.
+#[test]
+fn bench_shows_every_matmul_version_and_the_tuner_caches_its_pick() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let json = dir.path().join("bench.json");
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_deepgen"))
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("DEEPGEN_CACHE_DIR", &cache)
+            .env_remove("DEEPGEN_MATMUL")
+            .output()
+            .expect("spawn deepgen")
+    };
+    let o = run(&[
+        "bench",
+        "--quick",
+        "--filter",
+        "matmul_nt 128x784x400",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let rows: Vec<&serde_json::Value> = v["kernels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["kernel"] == "matmul_nt" && r["shape"] == "128x784x400")
+        .collect();
+    let versions: Vec<&str> = rows
+        .iter()
+        .map(|r| r["version"].as_str().unwrap())
+        .collect();
+    for v in ["v1", "v2", "v3"] {
+        assert!(versions.contains(&v), "no {v} row: {versions:?}");
+    }
+    let picked: Vec<&str> = rows
+        .iter()
+        .filter(|r| r["tuner_pick"] == true)
+        .map(|r| r["version"].as_str().unwrap())
+        .collect();
+    assert_eq!(picked.len(), 1, "{rows:?}");
+    let tuner = &v["tuner"][0];
+    assert_eq!(tuner["pick"], picked[0]);
+    let cached = std::fs::read_to_string(cache.join("tuning.json")).unwrap();
+    let table: serde_json::Value = serde_json::from_str(&cached).unwrap();
+    let (adapter, choices) = table.as_object().unwrap().iter().next().unwrap();
+    assert!(
+        adapter.contains(v["adapter"].as_str().unwrap()),
+        "{adapter}"
+    );
+    assert_eq!(choices["matmul NT 128x784x400"], picked[0], "{cached}");
+    let o = run(&["info"]);
+    let (stdout, _) = text(&o);
+    assert!(o.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("matmul NT 128x784x400") && stdout.contains(picked[0]),
+        "{stdout}"
+    );
+    // A later run takes the cached choice without measuring: edit it, and the pick follows.
+    let other = if picked[0] == "v1" { "v2" } else { "v1" };
+    let edited = cached.replace(
+        &format!("\"matmul NT 128x784x400\": \"{}\"", picked[0]),
+        &format!("\"matmul NT 128x784x400\": \"{other}\""),
+    );
+    assert_ne!(edited, cached);
+    std::fs::write(cache.join("tuning.json"), edited).unwrap();
+    let o = run(&[
+        "bench",
+        "--quick",
+        "--filter",
+        "matmul_nt 128x784x400",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(v["tuner"][0]["pick"], other, "{}", v["tuner"]);
+}

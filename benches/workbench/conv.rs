@@ -25,7 +25,18 @@
 //! compared with the faster forced one in the report's `tuner` list. GFLOP/s on lavapipe in one
 //! run (`deepgen bench --quick`, see matmul.rs for the load):
 //!
-//! LAVAPIPE_CONV
+//! | conv (N x C x H x W -> O, k4 s2 p1) | im2col | implicit | auto (the tuner's choices) | auto vs faster forced |
+//! | --- | --- | --- | --- | --- |
+//! | conv2d 128x1x28x28->64 k4s2p1 | 0.21 (245 ms) | 0.13 (405 ms) | 0.36 (144 ms) | 0.59x (im2col fastest) |
+//! | conv2d_backward 128x1x28x28->64 k4s2p1 | 0.26 (391 ms) | 0.00 (48960 ms) | 0.32 (323 ms) | 0.83x (im2col fastest) |
+//! | conv2d 128x64x14x14->128 k4s2p1 | 1.32 (1244 ms) | 0.19 (8677 ms) | 3.19 (516 ms) | 0.41x (im2col fastest) |
+//! | conv2d_backward 128x64x14x14->128 k4s2p1 | 0.71 (4603 ms) | 0.09 (38169 ms) | 3.42 (962 ms) | 0.21x (im2col fastest) |
+//! | conv_transpose2d 128x128x7x7->64 k4s2p1 | 2.77 (593 ms) | 0.08 (21590 ms) | 1.39 (1182 ms) | 1.99x (im2col fastest) |
+//! | conv_transpose2d_backward 128x128x7x7->64 k4s2p1 | 1.67 (1973 ms) | 0.23 (14157 ms) | 2.64 (1246 ms) | 0.63x (im2col fastest) |
+//! | conv_transpose2d 128x64x14x14->1 k4s2p1 | 0.92 (56 ms) | 0.00 (21884 ms) | 0.63 (81 ms) | 1.45x (im2col fastest) |
+//! | conv_transpose2d_backward 128x64x14x14->1 k4s2p1 | 0.47 (217 ms) | 0.26 (394 ms) | 0.82 (125 ms) | 0.58x (im2col fastest) |
+//!
+//! conv: auto at or below the faster forced in 6/8, within 10% in 6/8
 //!
 //! On paper (H100, see matmul.rs): the implicit kernel stages the same BM x BN x BK tiles as v3,
 //! so it moves the same 1/16 byte per FLOP at the 64x64 GPU tile, plus the index arithmetic of

@@ -4,16 +4,17 @@
 //!
 //! Versions ([`MatmulVersion`]; the engine's autotuner, src/ops/tune.rs, picks one per adapter
 //! and shape by measurement). GFLOP/s on lavapipe (2 cores, 8-lane subgroups), an FMA counts 2,
-//! all in ONE run (`deepgen bench --quick`, commit LAVAPIPE_COMMIT, load average LAVAPIPE_LOAD on
-//! the 2 cores, FMA ceiling LAVAPIPE_FMA GFLOP/s; docs/bench_kern_lavapipe.json):
+//! all in ONE run (`deepgen bench --quick`, commit 6ff5312, load average 10-19 on the 2
+//! cores, FMA ceiling 30.2 GFLOP/s, about 4x below quiet; docs/bench_kern_lavapipe.json), the
+//! autotuner's pick in bold (the fastest in every row of that run):
 //!
 //! | version | kernel | 1024^3 NN / NT / TN | 128x784x400 NT (the VAE's fc1) |
 //! | --- | --- | --- | --- |
-//! | v1 one element of C per invocation (the teaching kernel) | `shaders/matmul_naive.wgsl` | LAVAPIPE_V1 |
-//! | v2 register-blocked: a 4x4 block of C per invocation, operands from global memory | `shaders/matmul.wgsl` | LAVAPIPE_V2 |
-//! | v3 workgroup-tiled: a BM x BN block per workgroup, BK-deep slices of op(A) and op(B) staged in `var<workgroup>` tiles by vec4 loads, a 4x4 register tile per invocation; BM, BN, BK override constants (32x32x16 on CPU adapters, 64x64x16 on GPUs) | `shaders/matmul_tiled.wgsl` | LAVAPIPE_V3 |
-//! | v4 subgroup: a workgroup is one subgroup of SG lanes (SG read from the adapter; runs where it is fixed); an 8 x 4SG block; A's values loaded once per subgroup and shared by `subgroupShuffle` | `shaders/matmul_subgroup.wgsl` | LAVAPIPE_V4 |
-//! | v5 texture operands: A and B in rgba32float storage textures (rows layout with 64 B padding where the rows allow it), `subgroupBroadcast` of A across 8 lanes, the epilogue an override constant | `shaders/matmul_texture.wgsl` (8-lane subgroups only) | LAVAPIPE_V5 |
+//! | v1 one element of C per invocation (the teaching kernel) | `shaders/matmul_naive.wgsl` | 0.06 / 0.12 / 0.03 | 0.16 |
+//! | v2 register-blocked: a 4x4 block of C per invocation, operands from global memory | `shaders/matmul.wgsl` | 0.57 / 0.36 / 0.08 | 0.49 |
+//! | v3 workgroup-tiled: a BM x BN block per workgroup, BK-deep slices of op(A) and op(B) staged in `var<workgroup>` tiles by vec4 loads, a 4x4 register tile per invocation; BM, BN, BK override constants (32x32x16 on CPU adapters, 64x64x16 on GPUs) | `shaders/matmul_tiled.wgsl` | 0.62 / 0.21 / 0.13 | 0.46 |
+//! | v4 subgroup: a workgroup is one subgroup of SG lanes (SG read from the adapter; runs where it is fixed); an 8 x 4SG block; A's values loaded once per subgroup and shared by `subgroupShuffle` | `shaders/matmul_subgroup.wgsl` | 0.54 / 0.37 / 0.22 | 0.62 |
+//! | v5 texture operands: A and B in rgba32float storage textures (rows layout with 64 B padding where the rows allow it), `subgroupBroadcast` of A across 8 lanes, the epilogue an override constant | `shaders/matmul_texture.wgsl` (8-lane subgroups only) | **4.80** / **4.41** / **1.61** | **27.00** |
 //!
 //! Earlier figures: v2 3.5 GFLOP/s at 1024^3 (5.8 quiet; benches/NOTES.md, commit 10461e9); v5
 //! NN 46.2, NT 60.5, TN 48.4 quiet (docs/bench_lavapipe.json, commit f7f5e66).

@@ -229,7 +229,8 @@ fn implicit(
 
 /// The algorithm for product `which` of the convolution `geom` (`o` output channels): the
 /// forced one, else the autotuner's choice, timed with `run` (which records the product by the
-/// given algorithm) the first time this geometry is seen on this adapter. Small convolutions
+/// given algorithm for the given geometry: `geom` or its first images) the first time this
+/// geometry is seen on this adapter. Small convolutions
 /// (and the browser) take the default: im2col on CPU adapters (measured there, see above),
 /// implicit GEMM on GPUs.
 fn choose_algorithm(
@@ -237,7 +238,7 @@ fn choose_algorithm(
     which: ConvProduct,
     geom: ConvParams,
     o: usize,
-    mut run: impl FnMut(ConvAlgorithm) -> Result<()>,
+    mut run: impl FnMut(ConvAlgorithm, ConvParams) -> Result<()>,
 ) -> ConvAlgorithm {
     if let Some(a) = gpu.forced_conv_algorithm() {
         return a;
@@ -259,17 +260,18 @@ fn choose_algorithm(
         g.n, g.c, g.h, g.w, g.kh, g.kw, g.stride_h, g.stride_w, g.pad_h, g.pad_w, g.dil_h, g.dil_w
     );
     let _no_grad = no_grad();
-    // The im2col path's matmul tunes itself on first use: do that before anything is timed.
-    if tune::cached_choice(&tune::adapter_key(gpu), &class).is_none() {
-        let _ = run(ConvAlgorithm::Im2col);
-    }
     tune::choose(
         gpu,
         &class,
         &[ConvAlgorithm::Im2col, ConvAlgorithm::Implicit],
         ConvAlgorithm::name,
         default,
-        run,
+        |alg, fraction| {
+            // The leading slice: the first images of the batch.
+            let mut g = geom;
+            g.n = ((g.n as f64 * fraction).ceil() as u32).clamp(1, g.n);
+            run(alg, g)
+        },
     )
 }
 
@@ -682,8 +684,8 @@ fn algorithm_for(
     geom: ConvParams,
     o: usize,
 ) -> ConvAlgorithm {
-    choose_algorithm(x.gpu(), which, geom, o, |alg| {
-        conv_product(alg, which, x, weight, dy, bias, geom, o, (None, None)).map(|_| ())
+    choose_algorithm(x.gpu(), which, geom, o, |alg, g| {
+        conv_product(alg, which, x, weight, dy, bias, g, o, (None, None)).map(|_| ())
     })
 }
 

@@ -220,26 +220,33 @@ pub(crate) fn choose_version(
         return default;
     }
     let class = format!("matmul {layout:?} {m}x{k}x{n}");
-    let Ok(scratch) = Tensor::alloc(gpu, "matmul tuning", m * n) else {
-        return default;
-    };
+    // The timed calls' output, allocated only if this shape is timed.
+    let mut scratch: Option<Storage> = None;
     tune::choose(
         gpu,
         &class,
         &candidates,
         MatmulVersion::name,
         default,
-        |v| {
-            record(
-                v,
-                a,
-                b,
-                layout,
-                (m, k, n),
-                None,
-                Activation::Identity,
-                &scratch,
-            );
+        |v, f| {
+            // The leading slice: the first rows of C (NN, NT), or of the contracted dimension
+            // (TN, whose A is stored K x M), at least 32 of them.
+            let keep = |d: usize| ((d as f64 * f).ceil() as usize).clamp(d.min(32), d);
+            let (a, b, dims) = match layout {
+                Layout::NN | Layout::NT => {
+                    let m2 = keep(m);
+                    (a.prefix_view([m2, k]), b.clone(), (m2, k, n))
+                }
+                Layout::TN => {
+                    let k2 = keep(k);
+                    (a.prefix_view([k2, m]), b.prefix_view([k2, n]), (m, k2, n))
+                }
+            };
+            if scratch.is_none() {
+                scratch = Some(Tensor::alloc(gpu, "matmul tuning", m * n)?);
+            }
+            let out = scratch.as_ref().expect("allocated above");
+            record(v, &a, &b, layout, dims, None, Activation::Identity, out);
             Ok(())
         },
     )

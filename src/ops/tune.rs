@@ -11,6 +11,14 @@
 //! `<cache dir>/deepgen/tuning.json`, the cache dir from the `dirs` crate), keyed by adapter
 //! and driver ([`adapter_key`]), so later runs start fast. `deepgen info` lists them.
 //!
+//! Cheap by construction: the default version is timed on the whole problem first; if that
+//! call takes longer than [`BUDGET_S`], every candidate (the default again) is timed on the same
+//! leading slice of the problem, sized to take about that long with the default (the first
+//! rows of a product, the first images of a convolution's batch), so that first use costs a
+//! few budgets per shape class and not a full call of every slow version. Kernels run while
+//! timing (the matmuls inside the im2col path) are not tuned themselves: they take their cached
+//! choice or their default.
+//!
 //! Products under [`MIN_TUNED_MACS`] multiply-adds are not timed (their time is launch
 //! overhead): the kernel's default runs. In the browser (wasm32) nothing blocks and there is no
 //! file system: no timing, no file; the default runs unless a choice was made in-process.
@@ -19,6 +27,7 @@
 //! (`implicit`, `im2col`, `auto`), and in code `Gpu::force_matmul_version` /
 //! `Gpu::force_conv_algorithm` (so a test can run every version in one process).
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -36,16 +45,34 @@ pub const CACHE_FILE: &str = "tuning.json";
 /// Products (and convolutions) of fewer multiply-adds are not timed: the default runs.
 pub const MIN_TUNED_MACS: f64 = 65_536.0;
 
+/// Seconds a timed call of one candidate aims for: problems whose default takes longer are
+/// timed on a leading slice of this cost.
+pub const BUDGET_S: f64 = 0.05;
+
+thread_local! {
+    /// Set while candidates are being timed: kernels inside them are not tuned (no nesting).
+    static TIMING: Cell<bool> = const { Cell::new(false) };
+}
+
 /// Tuning choices: adapter key ([`adapter_key`]) -> shape class -> chosen version's name.
 pub type Choices = BTreeMap<String, BTreeMap<String, String>>;
 
 /// The process's choices (every adapter), loaded from the cache file on first use.
 static TABLE: Mutex<Option<Choices>> = Mutex::new(None);
 
+/// The adapter key of one GPU context, made once (kept in [`Gpu::extension`]).
+#[derive(Default)]
+struct AdapterKey(std::cell::OnceCell<String>);
+
 /// The key of an adapter and its driver in the cache: `name | backend | driver`.
 pub fn adapter_key(gpu: &Gpu) -> String {
-    let s = gpu.summary();
-    format!("{} | {} | {}", s.name, s.backend, s.driver)
+    gpu.extension::<AdapterKey>()
+        .0
+        .get_or_init(|| {
+            let s = gpu.summary();
+            format!("{} | {} | {}", s.name, s.backend, s.driver)
+        })
+        .clone()
 }
 
 /// Where the tuning cache lives: `$DEEPGEN_CACHE_DIR/tuning.json` if that is set, else
@@ -141,16 +168,17 @@ fn record_choice(adapter: &str, class: &str, choice: &str) -> String {
 
 /// The version of a kernel to run for shape class `class`: the cached choice if there is one
 /// among `candidates`; else, off the browser, the fastest of `candidates` as measured by
-/// `run` (which records one call of the given version; see the module doc), recorded for later
-/// calls and runs; in the browser, `default`. With one candidate or none, that one or
-/// `default`, untimed.
+/// `run(candidate, fraction)` (which records one call of the given version on the leading
+/// `fraction` of the problem, at least its smallest slice; see the module doc), recorded for
+/// later calls and runs; in the browser, or while another choice is being timed, `default`.
+/// With one candidate or none, that one or `default`, untimed.
 pub(crate) fn choose<T: Copy + PartialEq>(
     gpu: &Gpu,
     class: &str,
     candidates: &[T],
     name: impl Fn(T) -> &'static str,
     default: T,
-    run: impl FnMut(T) -> Result<()>,
+    run: impl FnMut(T, f64) -> Result<()>,
 ) -> T {
     if candidates.len() <= 1 {
         return candidates.first().copied().unwrap_or(default);
@@ -160,6 +188,9 @@ pub(crate) fn choose<T: Copy + PartialEq>(
     if let Some(found) = cached_choice(&adapter, class).and_then(|c| by_name(&c)) {
         return found;
     }
+    if TIMING.with(Cell::get) {
+        return default;
+    }
     #[cfg(target_arch = "wasm32")]
     {
         let _ = run;
@@ -167,30 +198,50 @@ pub(crate) fn choose<T: Copy + PartialEq>(
     }
     #[cfg(not(target_arch = "wasm32"))]
     {
-        let best = fastest(gpu, candidates, run).unwrap_or(default);
+        TIMING.with(|t| t.set(true));
+        let best = fastest(gpu, candidates, default, run);
+        TIMING.with(|t| t.set(false));
+        let best = best.unwrap_or(default);
         let recorded = record_choice(&adapter, class, name(best));
         by_name(&recorded).unwrap_or(best)
     }
 }
 
-/// The candidate with the least measured time (None if every timing failed): each timed once,
-/// then those within 1.5x of the best once more (only where a call takes under
-/// [`RETIME_BELOW_S`], so a slow product costs one call per version), keeping each one's
-/// minimum.
+/// The candidate with the least measured time (None if every timing failed). The default (or
+/// the first candidate) is timed on the whole problem; if it took over [`BUDGET_S`], every
+/// candidate is timed on the fraction `BUDGET_S / that` of it instead. Then those within 1.5x
+/// of the best are timed once more (only where a call took under [`RETIME_BELOW_S`]), keeping
+/// each one's minimum.
 #[cfg(not(target_arch = "wasm32"))]
-fn fastest<T: Copy>(
+fn fastest<T: Copy + PartialEq>(
     gpu: &Gpu,
     candidates: &[T],
-    mut run: impl FnMut(T) -> Result<()>,
+    default: T,
+    mut run: impl FnMut(T, f64) -> Result<()>,
 ) -> Option<T> {
+    let first = candidates.iter().position(|&c| c == default).unwrap_or(0);
+    let whole = seconds(gpu, || run(candidates[first], 1.0)).unwrap_or(f64::INFINITY);
+    let fraction = if whole > BUDGET_S && whole.is_finite() {
+        (BUDGET_S / whole).max(1e-4)
+    } else {
+        1.0
+    };
     let mut times = vec![f64::INFINITY; candidates.len()];
+    if fraction == 1.0 {
+        times[first] = whole;
+    }
     for pass in 0..2 {
         let best = times.iter().copied().fold(f64::INFINITY, f64::min);
         for (i, &c) in candidates.iter().enumerate() {
-            if pass == 1 && (times[i] > 1.5 * best || times[i] >= RETIME_BELOW_S) {
+            let skip = if pass == 0 {
+                times[i].is_finite()
+            } else {
+                times[i] > 1.5 * best || times[i] >= RETIME_BELOW_S
+            };
+            if skip {
                 continue;
             }
-            if let Ok(s) = seconds(gpu, || run(c)) {
+            if let Ok(s) = seconds(gpu, || run(c, fraction)) {
                 times[i] = times[i].min(s);
             }
         }
