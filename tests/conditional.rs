@@ -91,6 +91,16 @@ fn the_label_reaches_the_cgan_generator_and_discriminator() {
     let gpu = gpu();
     let mut rng = rand::rngs::StdRng::seed_from_u64(4);
     let model = Cgan::new(&gpu, 16, &mut rng).unwrap();
+    // The generator's label weights start at 0.02 sqrt(noise_dim) = 0.08, as z's share.
+    let params: BTreeMap<_, _> = model.named_parameters().into_iter().collect();
+    let std = |name: &str| {
+        let v = params[name].to_vec().unwrap();
+        let n = v.len() as f64;
+        (v.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>() / n).sqrt()
+    };
+    let (label, noise) = (std("generator.fc_label.weight"), std("generator.fc.weight"));
+    assert!((label - 0.08).abs() < 0.005, "label weights {label}");
+    assert!((noise - 0.02).abs() < 0.002, "noise weights {noise}");
     model.set_training(false);
     let _g = no_grad();
     let z = Tensor::randn(&gpu, [4, 16]).unwrap();
