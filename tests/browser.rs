@@ -417,6 +417,28 @@ fn page_trains_explores_and_matches_native() {
         assert!(loss_diff < 1e-4, "the page's loss differs from the native one by {loss_diff:.2e}");
         assert!(grad_diff < 1e-3, "the page's gradients differ from the native ones by {grad_diff:.2e} of their largest value");
 
+        // 1b. Every kernel version the page's adapter can run (matmul v1..v5 in NN/NT/TN at
+        // awkward sizes; conv2d im2col and implicit GEMM, forward, dx and dw) against f64
+        // references computed in the page (web/src/lib.rs, `check_kernels`).
+        let report = eval(&client, "app.engine.check_kernels()", vec![], Duration::from_secs(300)).await;
+        let rows: Value = serde_json::from_str(report.as_str().expect("a JSON string")).expect("kernel rows");
+        let mut ran = Vec::new();
+        for row in rows.as_array().expect("rows") {
+            let name = format!("{} {}", row["kernel"].as_str().unwrap(), row["version"].as_str().unwrap());
+            if row["ran"] == json!(true) {
+                let worst = row["worst"].as_f64().expect("worst");
+                eprintln!("browser: {name}: worst |page - f64 reference| / max|reference| = {worst:.2e}");
+                assert!(worst < 1e-4, "{name} in the page differs from the f64 reference by {worst:.2e}");
+                ran.push(name);
+            } else {
+                eprintln!("browser: {name}: not run on this adapter: {}", row["why"].as_str().unwrap_or(""));
+            }
+        }
+        // v1-v3 and both conv algorithms need nothing optional: they must run in every browser.
+        for name in ["matmul v1", "matmul v2", "matmul v3", "conv2d im2col", "conv2d implicit"] {
+            assert!(ran.iter().any(|r| r == name), "{name} did not run in the page: {rows}");
+        }
+
         // 2. The native checkpoint loaded by URL through the page's own URL box.
         client
             .execute(

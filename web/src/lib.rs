@@ -325,6 +325,28 @@ impl Engine {
         })
     }
 
+    /// Every matmul version (v1..v5) in the three layouts NN, NT, TN at awkward sizes, and both
+    /// convolution algorithms (im2col, implicit GEMM) in their three products (forward, dx,
+    /// dw), run on this adapter and compared with f64 references computed here on the host.
+    /// Resolves with JSON rows `{"kernel", "version", "ran", "why", "worst"}`: `worst` is the
+    /// largest |gpu - reference| / max|reference| over the version's products; a version the
+    /// adapter cannot run (v4 and v5 need subgroups) has `ran: false` and the reason. The
+    /// autotuner chooses again afterwards. The browser test asserts every row that ran.
+    pub fn check_kernels(&self) -> Promise {
+        let gpu = self.gpu.clone();
+        let errors = self.gpu_error.clone();
+        future_to_promise(async move {
+            let rows = kernel_check::run(&gpu).await;
+            gpu.force_matmul_version(None).map_err(js_error)?;
+            gpu.force_conv_algorithm(None);
+            let rows = rows.map_err(js_error)?;
+            check(&errors)?;
+            Ok(JsValue::from_str(
+                &serde_json::Value::Array(rows).to_string(),
+            ))
+        })
+    }
+
     /// One fixed training step for the cross-backend comparison: loads the VAE checkpoint
     /// `weights` (safetensors bytes), computes the negative ELBO of the batch `x (B, 784)`
     /// with the given noise `eps (B, latent_dim)` (no GPU generator, whose last bits differ
@@ -454,4 +476,156 @@ extern "C" {
     /// The browser console's `console.error`.
     #[wasm_bindgen(js_namespace = console, js_name = error)]
     fn web_log(s: &str);
+}
+
+/// [`Engine::check_kernels`]: the kernel versions against f64 references, in the page.
+mod kernel_check {
+    use deepgen::autograd::grad;
+    use deepgen::latent::seeded_noise;
+    use deepgen::ops::{Conv2dOptions, ConvAlgorithm, MatmulVersion, conv2d};
+    use deepgen::{Gpu, Result, Tensor};
+    use serde_json::{Value, json};
+
+    /// Products (m, k, n) at sizes that are not multiples of any tile.
+    const MATMUL_SIZES: [(usize, usize, usize); 4] =
+        [(1, 7, 33), (33, 7, 1), (33, 65, 7), (7, 33, 65)];
+
+    /// max |got - want| / max |want|.
+    fn worst(got: &[f32], want: &[f64]) -> f64 {
+        let scale = want.iter().fold(1e-30f64, |m, w| m.max(w.abs()));
+        got.iter()
+            .zip(want)
+            .fold(0f64, |m, (g, w)| m.max((*g as f64 - w).abs()))
+            / scale
+    }
+
+    /// `n` normal values, a different stream per `seed`.
+    fn values(seed: u64, n: usize) -> Vec<f32> {
+        seeded_noise(1000 + seed, n)
+    }
+
+    pub async fn run(gpu: &Gpu) -> Result<Vec<Value>> {
+        let mut rows = Vec::new();
+        let versions = [
+            MatmulVersion::V1,
+            MatmulVersion::V2,
+            MatmulVersion::V3,
+            MatmulVersion::V4,
+            MatmulVersion::V5,
+        ];
+        for v in versions {
+            if let Err(why) = gpu.force_matmul_version(Some(v)) {
+                rows.push(json!({"kernel": "matmul", "version": v.name(), "ran": false, "why": why.to_string()}));
+                continue;
+            }
+            let mut w = 0f64;
+            for (i, &(m, k, n)) in MATMUL_SIZES.iter().enumerate() {
+                // Layouts: 0 = NN (A m x k, B k x n), 1 = NT (B n x k), 2 = TN (A k x m).
+                for layout in 0..3 {
+                    let a = values(10 * i as u64 + layout, m * k);
+                    let b = values(10 * i as u64 + layout + 5, k * n);
+                    let at = |r: usize, c: usize| {
+                        if layout == 2 {
+                            a[c * m + r]
+                        } else {
+                            a[r * k + c]
+                        }
+                    };
+                    let bt = |r: usize, c: usize| {
+                        if layout == 1 {
+                            b[c * k + r]
+                        } else {
+                            b[r * n + c]
+                        }
+                    };
+                    let want: Vec<f64> = (0..m * n)
+                        .map(|o| {
+                            (0..k)
+                                .map(|j| at(o / n, j) as f64 * bt(j, o % n) as f64)
+                                .sum()
+                        })
+                        .collect();
+                    let ta =
+                        Tensor::from_slice(gpu, &a, if layout == 2 { [k, m] } else { [m, k] })?;
+                    let tb =
+                        Tensor::from_slice(gpu, &b, if layout == 1 { [n, k] } else { [k, n] })?;
+                    let c = match layout {
+                        0 => ta.matmul(&tb)?,
+                        1 => ta.matmul_nt(&tb)?,
+                        _ => ta.matmul_tn(&tb)?,
+                    };
+                    w = w.max(worst(&c.to_vec_async().await?, &want));
+                }
+            }
+            rows.push(json!({"kernel": "matmul", "version": v.name(), "ran": true, "worst": w}));
+        }
+        gpu.force_matmul_version(None)?;
+
+        // conv2d of x (2, 3, 9, 7) by w (5, 3, 3, 3), stride 2, padding 1; loss = sum(y * g).
+        let (nb, c, h, wd, o, kk, s, p) = (
+            2usize, 3usize, 9usize, 7usize, 5usize, 3usize, 2usize, 1usize,
+        );
+        let (oh, ow) = ((h + 2 * p - kk) / s + 1, (wd + 2 * p - kk) / s + 1);
+        let x = values(100, nb * c * h * wd);
+        let wt = values(101, o * c * kk * kk);
+        let g = values(102, nb * o * oh * ow);
+        let mut y_ref = vec![0f64; nb * o * oh * ow];
+        let mut dx_ref = vec![0f64; x.len()];
+        let mut dw_ref = vec![0f64; wt.len()];
+        for n_ in 0..nb {
+            for o_ in 0..o {
+                for i in 0..oh {
+                    for j in 0..ow {
+                        let yi = ((n_ * o + o_) * oh + i) * ow + j;
+                        for c_ in 0..c {
+                            for a_ in 0..kk {
+                                for b_ in 0..kk {
+                                    let (ih, iw) = (
+                                        (i * s + a_) as isize - p as isize,
+                                        (j * s + b_) as isize - p as isize,
+                                    );
+                                    if ih < 0 || iw < 0 || ih >= h as isize || iw >= wd as isize {
+                                        continue;
+                                    }
+                                    let xi = ((n_ * c + c_) * h + ih as usize) * wd + iw as usize;
+                                    let wi = ((o_ * c + c_) * kk + a_) * kk + b_;
+                                    y_ref[yi] += x[xi] as f64 * wt[wi] as f64;
+                                    dx_ref[xi] += g[yi] as f64 * wt[wi] as f64;
+                                    dw_ref[wi] += g[yi] as f64 * x[xi] as f64;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let opt = Conv2dOptions {
+            stride: [s, s],
+            padding: [p, p],
+            ..Conv2dOptions::default()
+        };
+        for alg in [ConvAlgorithm::Im2col, ConvAlgorithm::Implicit] {
+            gpu.force_conv_algorithm(Some(alg));
+            let tx = Tensor::from_slice(gpu, &x, [nb, c, h, wd])?.requires_grad_();
+            let tw = Tensor::from_slice(gpu, &wt, [o, c, kk, kk])?.requires_grad_();
+            let tg = Tensor::from_slice(gpu, &g, [nb, o, oh, ow])?;
+            let y = conv2d(&tx, &tw, None, opt)?;
+            let loss = y.mul(&tg)?.sum()?;
+            let grads = grad(&[&loss], &[&tx, &tw], false)?;
+            let (dx, dw) = match (&grads[0], &grads[1]) {
+                (Some(dx), Some(dw)) => (dx, dw),
+                _ => return Err(deepgen::Error::Invalid("conv check: no gradient".into())),
+            };
+            let w = worst(&y.to_vec_async().await?, &y_ref)
+                .max(worst(&dx.to_vec_async().await?, &dx_ref))
+                .max(worst(&dw.to_vec_async().await?, &dw_ref));
+            let name = match alg {
+                ConvAlgorithm::Im2col => "im2col",
+                ConvAlgorithm::Implicit => "implicit",
+            };
+            rows.push(json!({"kernel": "conv2d", "version": name, "ran": true, "worst": w}));
+        }
+        gpu.force_conv_algorithm(None);
+        Ok(rows)
+    }
 }
