@@ -350,15 +350,7 @@ impl Trainable for CganTrainer<'_> {
     }
 
     fn end_epoch(&mut self, stats: &EpochStats) -> Result<GanMetrics> {
-        Ok(GanMetrics {
-            epoch: stats.epoch,
-            d_loss: stats.means[0],
-            g_loss: stats.means[1],
-            d_real: stats.means[2],
-            d_fake: stats.means[3],
-            seconds: stats.seconds,
-            images_per_second: stats.images_per_second(),
-        })
+        Ok(GanMetrics::from_stats(stats))
     }
 
     fn epoch_images(&mut self, epoch: usize) -> Result<Vec<Grid>> {

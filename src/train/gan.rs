@@ -46,6 +46,22 @@ pub struct GanMetrics {
     pub images_per_second: f64,
 }
 
+impl GanMetrics {
+    /// The epoch's line from the means of a GAN step's four values, in the order the GAN
+    /// steps return them: d_loss, g_loss, D(x), D(G(z)).
+    pub fn from_stats(stats: &EpochStats) -> GanMetrics {
+        GanMetrics {
+            epoch: stats.epoch,
+            d_loss: stats.means[0],
+            g_loss: stats.means[1],
+            d_real: stats.means[2],
+            d_fake: stats.means[3],
+            seconds: stats.seconds,
+            images_per_second: stats.images_per_second(),
+        }
+    }
+}
+
 impl Metrics for GanMetrics {
     fn line(&self, epochs: usize) -> String {
         format!(
@@ -194,15 +210,7 @@ impl Trainable for GanTrainer<'_> {
     }
 
     fn end_epoch(&mut self, stats: &EpochStats) -> Result<GanMetrics> {
-        Ok(GanMetrics {
-            epoch: stats.epoch,
-            d_loss: stats.means[0],
-            g_loss: stats.means[1],
-            d_real: stats.means[2],
-            d_fake: stats.means[3],
-            seconds: stats.seconds,
-            images_per_second: stats.images_per_second(),
-        })
+        Ok(GanMetrics::from_stats(stats))
     }
 
     fn epoch_images(&mut self, epoch: usize) -> Result<Vec<Grid>> {
