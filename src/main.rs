@@ -263,6 +263,7 @@ fn train(args: TrainArgs) -> Result<()> {
                     .width
                     .map_or(deepgen::train::cyclegan::DEFAULT_WIDTH, |w| w as usize),
                 blocks: args.blocks as usize,
+                lambda_identity: args.lambda_identity,
             };
             deepgen::train::cyclegan::train_cyclegan(&gpu, &cfg, opts).map(|_| ())
         }

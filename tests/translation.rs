@@ -440,6 +440,28 @@ fn cyclegan_command_writes_its_outputs_resumes_and_translates_both_ways() {
     ] {
         assert!(out.join(f).is_file(), "{f}");
     }
+    // The identity weight is a setting of the run: resuming with another one is refused.
+    let err = fails(&[
+        "train",
+        "cyclegan",
+        "--no-progress",
+        "--out",
+        s(&out),
+        "--epochs",
+        "3",
+        "--limit",
+        "64",
+        "--batch-size",
+        "32",
+        "--width",
+        "4",
+        "--blocks",
+        "1",
+        "--lambda-identity",
+        "0",
+        "--resume",
+    ]);
+    assert!(err.contains("--lambda-identity"), "{err}");
     let model = s(&out.join("model.safetensors")).to_string();
     for dirn in ["a-to-b", "b-to-a"] {
         let png = dir.path().join(format!("{dirn}.png"));

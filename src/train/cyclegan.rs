@@ -26,6 +26,8 @@
 //! shows rows of (a, G(a), F(G(a))) and OUT/b_to_a_epoch_NNN.png rows of (b, F(b), G(F(b)))
 //! for the first 8 test digits (and their restyled twins).
 
+use std::collections::BTreeMap;
+
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use serde::Serialize;
@@ -66,6 +68,9 @@ pub struct CycleGanOptions {
     pub width: usize,
     /// Residual blocks per generator.
     pub blocks: usize,
+    /// Weight of the identity terms (`--lambda-identity`; [`LAMBDA_IDENTITY`] = 0.5 lambda by
+    /// default, the paper's; 0 leaves them out, as the paper does for most of its tasks).
+    pub lambda_identity: f32,
 }
 
 impl Default for CycleGanOptions {
@@ -73,6 +78,7 @@ impl Default for CycleGanOptions {
         CycleGanOptions {
             width: DEFAULT_WIDTH,
             blocks: DEFAULT_BLOCKS,
+            lambda_identity: LAMBDA_IDENTITY,
         }
     }
 }
@@ -263,7 +269,13 @@ impl<'m> CycleGanTrainer<'m> {
     ///
     /// Errors: [`Error::Invalid`] if the training set has fewer than 2 images (a domain
     /// would be empty).
-    pub fn new(gpu: &Gpu, cfg: &TrainConfig, model: &'m CycleGan, data: &Mnist) -> Result<Self> {
+    pub fn new(
+        gpu: &Gpu,
+        cfg: &TrainConfig,
+        model: &'m CycleGan,
+        data: &Mnist,
+        lambda_identity: f32,
+    ) -> Result<Self> {
         if data.train.len() < 2 {
             return Err(Error::Invalid(format!(
                 "cyclegan: {} training image(s) cannot make two domains (--limit at least 2)",
@@ -280,7 +292,7 @@ impl<'m> CycleGanTrainer<'m> {
             discriminators: adam(cfg.lr, model.discriminator_parameters()),
             a,
             b,
-            lambdas: (LAMBDA_CYCLE, LAMBDA_IDENTITY),
+            lambdas: (LAMBDA_CYCLE, lambda_identity),
             b_order,
             test_b: restyle(&test_a),
             test_a,
@@ -307,6 +319,14 @@ impl Trainable for CycleGanTrainer<'_> {
 
     fn model(&self) -> &dyn Model {
         self.model
+    }
+
+    /// The model's metadata and the loss weights (a resumed run must repeat them).
+    fn metadata(&self) -> BTreeMap<String, String> {
+        let mut meta = self.model.metadata();
+        meta.insert("lambda_cycle".into(), self.lambdas.0.to_string());
+        meta.insert("lambda_identity".into(), self.lambdas.1.to_string());
+        meta
     }
 
     fn train_set(&self) -> &Dataset {
@@ -400,7 +420,7 @@ pub fn train_cyclegan(
     let history = fit(
         gpu,
         cfg,
-        &mut CycleGanTrainer::new(gpu, cfg, &model, &data)?,
+        &mut CycleGanTrainer::new(gpu, cfg, &model, &data, opts.lambda_identity)?,
     )?;
     Ok((model, history))
 }

@@ -458,6 +458,7 @@ fn flag_of(key: &str) -> String {
         "rare_fraction" => "--rare-fraction".into(),
         "vae_weight" => "--vae-weight".into(),
         "debias" => "--plain (not given: true)".into(),
+        "lambda_identity" => "--lambda-identity".into(),
         "train_images" => "training images (--data, --limit)".into(),
         other => other.into(),
     }
