@@ -161,9 +161,9 @@ pub struct TrainArgs {
     /// cyclegan: residual blocks per generator.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(0..=16))]
     pub blocks: u64,
-    /// cyclegan: weight of the identity terms |G(b) - b| + |F(a) - a| (the paper's 0.5 lambda
-    /// = 5 by default; 0 leaves them out).
-    #[arg(long, default_value_t = deepgen::train::cyclegan::LAMBDA_IDENTITY, value_parser = non_negative_f32)]
+    /// cyclegan: weight of the identity terms |G(b) - b| + |F(a) - a| (0, the default, leaves
+    /// them out, as the paper's sec. 4; 5 = 0.5 lambda is its sec. 5.2's).
+    #[arg(long, default_value_t = deepgen::train::cyclegan::DEFAULT_LAMBDA_IDENTITY, value_parser = non_negative_f32)]
     pub lambda_identity: f32,
 }
 

@@ -414,6 +414,8 @@ fn cyclegan_command_writes_its_outputs_resumes_and_translates_both_ways() {
             "4",
             "--blocks",
             "1",
+            "--lambda-identity",
+            "5",
         ],
     );
     let m = metrics(&out);
@@ -432,6 +434,8 @@ fn cyclegan_command_writes_its_outputs_resumes_and_translates_both_ways() {
             m[1]
         );
     }
+    // --lambda-identity 5 reaches the step (the default, 0, reports 0).
+    assert!(m[1]["identity_l1"].as_f64().unwrap() > 0.0, "{}", m[1]);
     for f in [
         "a_to_b_epoch_002.png",
         "b_to_a_epoch_002.png",
