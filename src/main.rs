@@ -30,20 +30,30 @@ use deepgen::viz::grid_cols;
 use deepgen::{Gpu, checkpoint, conditional, viz};
 
 /// Runs the command; on error prints it with its causes (as returning an error from `main`
-/// does) and exits with status 1, or 130 for a training run stopped by Ctrl-C or SIGTERM (the
-/// shell's convention for SIGINT).
+/// does) and exits with status 1. A training run stopped by Ctrl-C or SIGTERM prints the one
+/// line saying where its state is and exits with 130 (the shell's convention for SIGINT).
 fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("Error: {e:?}");
-            let interrupted = e.chain().any(|c| {
+            let interrupted = e.chain().find(|c| {
                 matches!(
                     c.downcast_ref::<deepgen::Error>(),
                     Some(deepgen::Error::Interrupted { .. })
                 )
             });
-            ExitCode::from(if interrupted { 130 } else { 1 })
+            match interrupted {
+                // A stop that was asked for is not a failure to report: one line, no
+                // "Error:" and no backtrace, and the shell's status for SIGINT.
+                Some(stop) => {
+                    eprintln!("deepgen: {stop}");
+                    ExitCode::from(130)
+                }
+                None => {
+                    eprintln!("Error: {e:?}");
+                    ExitCode::from(1)
+                }
+            }
         }
     }
 }

@@ -169,7 +169,12 @@ fn resumed_equals_uninterrupted(model: &str, args: &[&str], stop: Stop) {
             assert_eq!(o.status.code(), Some(130), "{}", text(&o));
             let err = stderr(&o);
             assert!(
-                err.contains("stopped at epoch 2") && err.contains("--resume"),
+                err.contains("deepgen: stopped at epoch 2") && err.contains("--resume"),
+                "{err}"
+            );
+            // A stop asked for is reported as such, not as an error with a backtrace.
+            assert!(
+                !err.contains("Error:") && !err.contains("Stack backtrace"),
                 "{err}"
             );
             let saved = deepgen::train::TrainState::load(&state).unwrap();
