@@ -24,10 +24,9 @@ use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::models::{Cgan, Conditional, Cvae, MlpConfig, Model, NUM_CLASSES, one_hot};
 use crate::nn::Module;
-use crate::ops::bce_with_logits;
 use crate::optim::Adam;
 use crate::tensor::Tensor;
-use crate::train::gan::GanMetrics;
+use crate::train::gan::{GanMetrics, adversarial_step};
 use crate::train::vae::VaeMetrics;
 use crate::train::{Batch, EpochStats, Grid, Optimizer, Step, TrainConfig, Trainable, fit};
 use crate::viz;
@@ -239,36 +238,14 @@ pub fn cgan_step(
     x: &Tensor,
     y: &Tensor,
 ) -> Result<Step> {
-    let (gpu, b) = (x.gpu(), x.dims()[0]);
-    let real = x.affine(2.0, -1.0)?;
-    let ones = Tensor::full(gpu, [b, 1], 1.0)?;
-    let zeros = Tensor::zeros(gpu, [b, 1])?;
-
-    let z = Tensor::randn(gpu, [b, model.noise_dim])?;
-    let fake = model.generator(&z, y)?;
-    let d_real_logits = model.discriminator(&real, y)?;
-    let d_fake_logits = model.discriminator(&fake.detach(), y)?;
-    let d_loss = bce_with_logits(&d_real_logits, &ones)?
-        .add(&bce_with_logits(&d_fake_logits, &zeros)?)?
-        .mean()?;
-    let d_grads = d_loss.backward()?;
-    discriminator.step(&d_grads)?;
-
-    let g_loss = bce_with_logits(&model.discriminator(&fake, y)?, &ones)?.mean()?;
-    let g_grads = g_loss.backward()?;
-    generator.step(&g_grads)?;
-
-    let _no_grad = no_grad();
-    let scale = b as f32;
-    Ok(Step {
-        sums: vec![
-            d_loss.scale(scale)?,
-            g_loss.scale(scale)?,
-            d_real_logits.sigmoid()?.sum()?,
-            d_fake_logits.sigmoid()?.sum()?,
-        ],
-        shown: vec![("d_loss", d_loss), ("g_loss", g_loss)],
-    })
+    adversarial_step(
+        discriminator,
+        generator,
+        x,
+        model.noise_dim,
+        |z| model.generator(z, y),
+        |images| model.discriminator(images, y),
+    )
 }
 
 /// Adam with betas (0.5, 0.999) (Radford et al. 2016).

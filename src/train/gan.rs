@@ -93,16 +93,40 @@ pub fn gan_step(
     generator: &mut Optimizer,
     x: &Tensor,
 ) -> Result<Step> {
+    adversarial_step(
+        discriminator,
+        generator,
+        x,
+        model.latent_dim(),
+        |z| model.generator(z),
+        |images| model.discriminator(images),
+    )
+}
+
+/// The step of [`gan_step`] with the players given as functions: `generate` maps `z (B,
+/// latent_dim)` to images `(B, 784)` in [-1, 1], `discriminate` maps images to logits `(B, 1)`.
+/// The conditional GAN's step ([`crate::train::conditional::cgan_step`]) is this one with the
+/// batch's labels bound into both.
+///
+/// Errors: shape and GPU errors.
+pub fn adversarial_step(
+    discriminator: &mut Optimizer,
+    generator: &mut Optimizer,
+    x: &Tensor,
+    latent_dim: usize,
+    generate: impl Fn(&Tensor) -> Result<Tensor>,
+    discriminate: impl Fn(&Tensor) -> Result<Tensor>,
+) -> Result<Step> {
     let (gpu, b) = (x.gpu(), x.dims()[0]);
     let real = x.affine(2.0, -1.0)?;
     let ones = Tensor::full(gpu, [b, 1], 1.0)?;
     let zeros = Tensor::zeros(gpu, [b, 1])?;
 
     // 1. Discriminator step on real and detached fake images.
-    let z = Tensor::randn(gpu, [b, model.latent_dim()])?;
-    let fake = model.generator(&z)?;
-    let d_real_logits = model.discriminator(&real)?;
-    let d_fake_logits = model.discriminator(&fake.detach())?;
+    let z = Tensor::randn(gpu, [b, latent_dim])?;
+    let fake = generate(&z)?;
+    let d_real_logits = discriminate(&real)?;
+    let d_fake_logits = discriminate(&fake.detach())?;
     let d_loss = bce_with_logits(&d_real_logits, &ones)?
         .add(&bce_with_logits(&d_fake_logits, &zeros)?)?
         .mean()?;
@@ -110,7 +134,7 @@ pub fn gan_step(
     discriminator.step(&d_grads)?;
 
     // 2. Generator step through the (updated) discriminator: maximise log D(G(z)).
-    let g_loss = bce_with_logits(&model.discriminator(&fake)?, &ones)?.mean()?;
+    let g_loss = bce_with_logits(&discriminate(&fake)?, &ones)?.mean()?;
     let g_grads = g_loss.backward()?;
     generator.step(&g_grads)?;
 
