@@ -402,21 +402,20 @@ fn pix2pix_command_writes_its_outputs_resumes_and_translates() {
 #[test]
 fn cyclegan_command_writes_its_outputs_resumes_and_translates_both_ways() {
     let dir = tempfile::tempdir().unwrap();
+    let settings = [
+        "--limit",
+        "64",
+        "--batch-size",
+        "32",
+        "--width",
+        "4",
+        "--blocks",
+        "1",
+    ];
     let out = resume_equals_straight(
         dir.path(),
         "cyclegan",
-        &[
-            "--limit",
-            "64",
-            "--batch-size",
-            "32",
-            "--width",
-            "4",
-            "--blocks",
-            "1",
-            "--lambda-identity",
-            "5",
-        ],
+        &[&settings[..], &["--lambda-identity", "5"]].concat(),
     );
     let m = metrics(&out);
     for key in [
@@ -445,26 +444,21 @@ fn cyclegan_command_writes_its_outputs_resumes_and_translates_both_ways() {
         assert!(out.join(f).is_file(), "{f}");
     }
     // The identity weight is a setting of the run: resuming with another one is refused.
-    let err = fails(&[
-        "train",
-        "cyclegan",
-        "--no-progress",
-        "--out",
-        s(&out),
-        "--epochs",
-        "3",
-        "--limit",
-        "64",
-        "--batch-size",
-        "32",
-        "--width",
-        "4",
-        "--blocks",
-        "1",
-        "--lambda-identity",
-        "0",
-        "--resume",
-    ]);
+    let resume = [
+        &[
+            "train",
+            "cyclegan",
+            "--no-progress",
+            "--out",
+            s(&out),
+            "--epochs",
+            "3",
+        ][..],
+        &settings,
+        &["--lambda-identity", "0", "--resume"],
+    ]
+    .concat();
+    let err = fails(&resume);
     assert!(err.contains("--lambda-identity"), "{err}");
     let model = s(&out.join("model.safetensors")).to_string();
     for dirn in ["a-to-b", "b-to-a"] {
